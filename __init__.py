@@ -1,0 +1,22 @@
+"""MotionKit: controllable image-to-video for ComfyUI.
+
+Subpackages are imported relatively: ComfyUI has its own top-level ``nodes`` module, which this pack's
+``nodes/`` package must never shadow.
+"""
+from importlib import import_module
+
+# One module per capability under nodes/; each defines NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS.
+_NODE_MODULES = (
+    "all_to_first",
+)
+
+NODE_CLASS_MAPPINGS: dict = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+for _name in _NODE_MODULES:
+    _module = import_module(f".nodes.{_name}", __name__)
+    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+
+WEB_DIRECTORY = "./web"
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

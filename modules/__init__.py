@@ -1,0 +1,1 @@
+"""MotionKit algorithms as plain torch/numpy. Nothing here imports ComfyUI."""

@@ -1,0 +1,128 @@
+"""Helpers shared by MotionKit's patch nodes: input checks with clear errors, finding attention layers
+in ComfyUI's UNets, and the sampling-window gate. This is the only place that knows ComfyUI's module
+layout, so the nodes stay thin."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import comfy.model_patcher
+from comfy.ldm.modules.attention import BasicTransformerBlock, CrossAttention
+
+from ..modules.layout import videos_in_batch
+
+log = logging.getLogger("MotionKit")
+
+
+class MotionKitInputError(ValueError):
+    """A user-facing error: names the node, the input, what is wrong and how to fix it."""
+
+    def __init__(self, node: str, input_name: str, problem: str, fix: str):
+        self.node, self.input_name = node, input_name
+        super().__init__(f"[MotionKit] {node}, input '{input_name}': {problem} Fix: {fix}")
+
+
+def require_model(node: str, model: Any, input_name: str = "model") -> comfy.model_patcher.ModelPatcher:
+    if not isinstance(model, comfy.model_patcher.ModelPatcher):
+        raise MotionKitInputError(
+            node, input_name, f"expected a MODEL, got {type(model).__name__}.",
+            "connect the MODEL output of a checkpoint loader (e.g. 'Image Only Checkpoint Loader (img2vid model)').")
+    return model
+
+
+def require_range(node: str, name: str, value: float, lo: float, hi: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise MotionKitInputError(node, name, f"expected a number, got {value!r}.", f"use a value in [{lo}, {hi}].")
+    if not (lo <= value <= hi):  # also rejects NaN
+        raise MotionKitInputError(node, name, f"{value} is outside [{lo}, {hi}].", f"use a value in [{lo}, {hi}].")
+    return value
+
+
+def require_percent_window(node: str, start: float, end: float) -> tuple[float, float]:
+    start = require_range(node, "start_percent", start, 0.0, 1.0)
+    end = require_range(node, "end_percent", end, 0.0, 1.0)
+    if start > end:
+        raise MotionKitInputError(node, "start_percent", f"start_percent {start} is after end_percent {end}.",
+                                  "set start_percent <= end_percent (0 is the first step, 1 the last).")
+    return start, end
+
+
+@dataclass(frozen=True)
+class AttentionSite:
+    """One attention module of the diffusion model, by its object-patch path."""
+    path: str              # e.g. "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1"
+    module: CrossAttention
+
+
+_SPATIAL_BLOCK = re.compile(r"(^|\.)transformer_blocks\.\d+$")
+_TEMPORAL_BLOCK = re.compile(r"(^|\.)time_stack\.\d+$")
+
+
+def _blocks(model: comfy.model_patcher.ModelPatcher, node: str, pattern: re.Pattern) -> Iterator[tuple[str, BasicTransformerBlock]]:
+    try:
+        unet = model.get_model_object("diffusion_model")
+    except AttributeError:
+        unet = None
+    if unet is None:
+        raise MotionKitInputError(
+            node, "model", f"this MODEL ({type(model.model).__name__}) has no diffusion UNet.",
+            "connect a Stable Video Diffusion or SD1.5 UNet model.")
+    for name, module in unet.named_modules():
+        if isinstance(module, BasicTransformerBlock) and pattern.search(name):
+            yield f"diffusion_model.{name}", module
+
+
+def spatial_self_attention(model: comfy.model_patcher.ModelPatcher, node: str) -> list[AttentionSite]:
+    """The spatial self-attentions (``transformer_blocks.N.attn1``) of a UNet, chosen by module path.
+
+    Selecting by path, not by token shape, cannot confuse SVD's temporal attention (``time_stack``)
+    with spatial attention, even when h*w equals the frame count.
+    """
+    sites = [AttentionSite(f"{path}.attn1", block.attn1) for path, block in _blocks(model, node, _SPATIAL_BLOCK)
+             if not getattr(block, "disable_self_attn", False)]
+    if not sites:
+        raise MotionKitInputError(
+            node, "model", f"found no spatial self-attention layers in {type(model.model).__name__}.",
+            "this node patches UNet video models (Stable Video Diffusion, or SD1.5 sampled as frames); "
+            "connect one of those.")
+    return sites
+
+
+def temporal_self_attention(model: comfy.model_patcher.ModelPatcher, node: str) -> list[AttentionSite]:
+    """SVD's temporal self-attentions (``time_stack.N.attn1``)."""
+    sites = [AttentionSite(f"{path}.attn1", block.attn1) for path, block in _blocks(model, node, _TEMPORAL_BLOCK)]
+    if not sites:
+        raise MotionKitInputError(
+            node, "model", f"found no temporal attention layers in {type(model.model).__name__}.",
+            "connect a Stable Video Diffusion model (its UNet has time_stack temporal attention).")
+    return sites
+
+
+class SigmaWindow:
+    """Active between ``start_percent`` and ``end_percent`` of the sampling schedule.
+
+    Same convention as ComfyUI's ControlNet ``timestep_percent_range``: percents are converted to
+    sigmas with the model's own ``model_sampling`` once, and a call is active when
+    ``sigma_end <= sigma <= sigma_start``.
+    """
+
+    def __init__(self, model: comfy.model_patcher.ModelPatcher, start_percent: float, end_percent: float):
+        sampling = model.get_model_object("model_sampling")
+        self.sigma_start = float(sampling.percent_to_sigma(start_percent))
+        self.sigma_end = float(sampling.percent_to_sigma(end_percent))
+
+    def active(self, transformer_options: dict) -> bool:
+        sigmas = transformer_options.get("sigmas")
+        if sigmas is None:  # called outside a sampler: nothing to gate on
+            return True
+        sigma = float(sigmas.reshape(-1)[0])
+        return self.sigma_end <= sigma <= self.sigma_start
+
+
+def frames_per_video(batch: int, transformer_options: dict) -> tuple[int, int]:
+    """``(videos, frames)`` of a UNet batch: one video of T frames per cond/uncond chunk."""
+    return videos_in_batch(batch, len(transformer_options.get("cond_or_uncond") or [None]))

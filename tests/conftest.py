@@ -1,0 +1,76 @@
+"""Session fixtures: the pinned ComfyUI (found or fetched by scripts/get_comfyui.py), a temporary base
+directory with MotionKit linked into custom_nodes/, the tiny random models, and ComfyUI itself, in
+process (real PromptServer object and PromptExecutor) and as an HTTP server."""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from motionkit_testing import comfy_session as cs  # noqa: E402
+
+TINY_CKPT = "motionkit_tiny_svd.safetensors"
+TEST_IMAGE = "motionkit_test.png"
+
+
+def write_test_image(path: Path, size=(64, 64)) -> Path:
+    """A small synthetic still: gradient background and a bright disc (an 'object' to move)."""
+    from PIL import Image
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx / w, yy / h, 0.5 + 0 * xx], -1)
+    disc = (xx - w * 0.35) ** 2 + (yy - h * 0.5) ** 2 < (min(h, w) * 0.18) ** 2
+    img[disc] = [1.0, 0.9, 0.2]
+    Image.fromarray((img * 255).astype(np.uint8)).save(path)
+    return path
+
+
+# Configured at import, before pytest imports the pack's own __init__.py (the repo root is a package):
+# that import pulls in ComfyUI, which must already see --cpu and the test base directory.
+COMFY_PATH = cs.comfyui_path()
+BASE_DIR = cs.make_base_dir(Path(tempfile.mkdtemp(prefix="motionkit-comfy-")))
+cs.configure_comfy(BASE_DIR, COMFY_PATH)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(BASE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def comfy_path() -> Path:
+    return COMFY_PATH
+
+
+@pytest.fixture(scope="session")
+def base_dir() -> Path:
+    return BASE_DIR
+
+
+@pytest.fixture(scope="session")
+def comfy(base_dir, comfy_path) -> cs.InProcessComfy:
+    session = cs.InProcessComfy(base_dir, comfy_path)
+    import nodes
+    missing = {"MotionKitAllToFirstAttention"} - set(nodes.NODE_CLASS_MAPPINGS)
+    assert not missing, f"ComfyUI did not register MotionKit's nodes: {missing}"
+    return session
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(comfy, base_dir) -> str:
+    from motionkit_testing.tiny_models import tiny_svd_checkpoint
+    tiny_svd_checkpoint(str(base_dir / "models" / "checkpoints" / TINY_CKPT))
+    write_test_image(base_dir / "input" / TEST_IMAGE)
+    return TINY_CKPT
+
+
+@pytest.fixture(scope="session")
+def server(base_dir, comfy_path, tiny_ckpt):
+    srv = cs.ComfyServer(base_dir, comfy_path)
+    yield srv
+    srv.stop()

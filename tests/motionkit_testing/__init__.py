@@ -1,0 +1,1 @@
+"""MotionKit's test harness: real ComfyUI sessions, tiny random models, workflow helpers. Not shipped."""
