@@ -24,5 +24,14 @@ export VIRTUAL_ENV="$venv"
 uv pip install --quiet --python "$venv/bin/python" \
     -r "$comfy/requirements.txt" -r pyproject.toml --extra test requests \
     --constraint tests/constraints.txt
+# Browser tests drive Debian's Chromium through Playwright (Playwright's own browser download is not used).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing Debian's chromium for the browser tests" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "[setup] chromium not found: install it (Debian: apt-get install chromium) for the browser tests" >&2
+    fi
+fi
 echo "[setup] environment ready: $venv" >&2
 echo "$comfy"
