@@ -8,27 +8,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from motionkit_testing import comfy_session as cs  # noqa: E402
+from motionkit_testing.assets import write_test_image  # noqa: E402
 
 TINY_CKPT = "motionkit_tiny_svd.safetensors"
 TEST_IMAGE = "motionkit_test.png"
-
-
-def write_test_image(path: Path, size=(64, 64)) -> Path:
-    """A small synthetic still: gradient background and a bright disc (an 'object' to move)."""
-    from PIL import Image
-    h, w = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([xx / w, yy / h, 0.5 + 0 * xx], -1)
-    disc = (xx - w * 0.35) ** 2 + (yy - h * 0.5) ** 2 < (min(h, w) * 0.18) ** 2
-    img[disc] = [1.0, 0.9, 0.2]
-    Image.fromarray((img * 255).astype(np.uint8)).save(path)
-    return path
 
 
 # Configured at import, before pytest imports the pack's own __init__.py (the repo root is a package):

@@ -102,13 +102,14 @@ def free_port() -> int:
 class ComfyServer:
     """``python main.py --cpu --listen 127.0.0.1`` on the base directory, as a user would start it."""
 
-    def __init__(self, base: Path, comfy: Path, port: int | None = None, python: str = sys.executable):
+    def __init__(self, base: Path, comfy: Path, port: int | None = None, python: str = sys.executable,
+                 extra_args: tuple = ()):
         self.base, self.comfy, self.port = base, comfy, port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = base / "server.log"
         cmd = [python, str(comfy / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--base-directory", str(base), "--database-url", f"sqlite:///{base / 'user' / 'comfyui.db'}",
-               "--disable-auto-launch", "--disable-api-nodes"]
+               "--disable-auto-launch", "--disable-api-nodes", *extra_args]
         self._log = open(self.log_path, "w")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(cmd, cwd=str(comfy), stdout=self._log, stderr=subprocess.STDOUT, env=env)

@@ -76,3 +76,21 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
 
 def load_workflow(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+TINY_RUN = {"width": 64, "height": 64, "video_frames": 4, "steps": 2}
+
+
+def adapt_to_tiny_models(prompt: dict, ckpt: str, image: str | None = None, run: dict = TINY_RUN) -> dict:
+    """Point an API prompt at the tiny random test checkpoint and shrink it to tiny sizes (a copy)."""
+    out = json.loads(json.dumps(prompt))
+    for node in out.values():
+        inputs = node["inputs"]
+        if node["class_type"] in ("ImageOnlyCheckpointLoader", "CheckpointLoaderSimple"):
+            inputs["ckpt_name"] = ckpt
+        if node["class_type"] == "LoadImage" and image is not None:
+            inputs["image"] = image
+        for key, value in run.items():
+            if key in inputs and not isinstance(inputs[key], list):
+                inputs[key] = value
+    return out
