@@ -8,6 +8,7 @@ from importlib import import_module
 # One module per capability under nodes/; each defines NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS.
 _NODE_MODULES = (
     "all_to_first",
+    "motion_field",
 )
 
 NODE_CLASS_MAPPINGS: dict = {}

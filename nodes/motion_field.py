@@ -1,0 +1,239 @@
+"""Motion-I2V nodes: the training-free motion-field predictor, motion-augmented temporal attention on
+SVD, and a field viewer. MOTION_FIELD is documented in modules/motion_field.py."""
+from __future__ import annotations
+
+import types
+from typing import Callable
+
+import numpy as np
+import torch
+from comfy.ldm.modules.attention import CrossAttention, optimized_attention
+
+from ..modules.all_to_first import blend
+from ..modules.field_fit import assign_objects, field_from_tracks
+from ..modules.motion_field import (check_motion_field, flow_to_rgb, interleave_with_warped, make_motion_field,
+                                    resize_flow, warp_image)
+from ._comfy import (MotionKitInputError, SigmaWindow, require_model, require_percent_window, require_range,
+                     temporal_self_attention)
+
+MOTION_FIELD = "MOTION_FIELD"
+PREDICTOR = "Trajectories to Motion Field (MotionKitTracksToMotionField)"
+AUGMENTED = "Motion-Augmented Temporal Attention (MotionKitMotionAugmentedAttention)"
+VISUALIZE = "Visualize Motion Field (MotionKitVisualizeMotionField)"
+
+
+def require_motion_field(node: str, field, input_name: str = "motion_field") -> dict:
+    problems = check_motion_field(field)
+    if problems:
+        raise MotionKitInputError(node, input_name, "not a usable MOTION_FIELD: " + "; ".join(problems) + ".",
+                                  "connect the output of 'Trajectories to Motion Field' or another MotionKit "
+                                  "motion-field node.")
+    return field
+
+
+# --- tracks + masks -> field -----------------------------------------------------------------------
+
+def tracks_arrays(node: str, tracks) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``track_path`` [T, N, 2] and ``track_visibility`` [T, N] of a TRACKS dict as numpy."""
+    if not isinstance(tracks, dict) or "track_path" not in tracks:
+        raise MotionKitInputError(node, "tracks", f"expected a TRACKS dict with 'track_path', got {type(tracks).__name__}.",
+                                  "connect 'Arrows to Trajectories' or another node that outputs TRACKS.")
+    path = np.asarray(torch.as_tensor(tracks["track_path"]).detach().cpu().numpy(), np.float64)
+    if path.ndim != 3 or path.shape[-1] != 2 or path.shape[0] < 2 or path.shape[1] < 1:
+        raise MotionKitInputError(node, "tracks", f"'track_path' must be [T>=2, N>=1, 2], got {list(path.shape)}.",
+                                  "give at least one track over at least two frames.")
+    vis = tracks.get("track_visibility")
+    vis = np.ones(path.shape[:2], bool) if vis is None else np.asarray(torch.as_tensor(vis).cpu().numpy()).astype(bool)
+    if vis.shape != path.shape[:2]:
+        raise MotionKitInputError(node, "tracks", f"'track_visibility' is {list(vis.shape)} for paths {list(path.shape)}.",
+                                  "give one visibility flag per frame and track.")
+    if not np.isfinite(path).all():
+        raise MotionKitInputError(node, "tracks", "'track_path' has NaN or infinite coordinates.", "fix the trajectories.")
+    return path, vis, tracks
+
+
+def track_object_ids(tracks: dict) -> np.ndarray | None:
+    """MotionKit's per-track object index when the TRACKS carry it (see modules/tracks.py)."""
+    for key in ("object_ids", "track_object", "object_id"):
+        if tracks.get(key) is not None:
+            return np.asarray(torch.as_tensor(tracks[key]).cpu().numpy()).astype(np.int64).reshape(-1)
+    return None
+
+
+class MotionKitTracksToMotionField:
+    DESCRIPTION = (
+        "Training-free motion-field predictor (no weights needed). For each object and frame it fits the "
+        "object's tracks inside its mask: an affine motion with 3 or more non-collinear tracks, a translation "
+        "with 1-2 tracks, and no motion without tracks. Objects blend smoothly where they meet; outside every "
+        "object the field is zero, or follows the camera tracks when the TRACKS have them. Tracks without "
+        "object labels belong to the mask that holds their start point (or the camera when none does).")
+    CATEGORY = "MotionKit"
+    RETURN_TYPES = (MOTION_FIELD,)
+    RETURN_NAMES = ("motion_field",)
+    FUNCTION = "predict"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "tracks": ("TRACKS", {"tooltip": "Point trajectories in pixels of the mask image."}),
+            "masks": ("MASK", {"tooltip": "One mask per object, in the order the tracks' object ids use."}),
+            "boundary_softness": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 64.0, "step": 0.5,
+                                            "tooltip": "Pixels over which touching objects' motions blend."}),
+        }}
+
+    def predict(self, tracks, masks, boundary_softness):
+        path, vis, tracks = tracks_arrays(PREDICTOR, tracks)
+        if not torch.is_tensor(masks) or masks.ndim not in (2, 3):
+            raise MotionKitInputError(PREDICTOR, "masks", "expected a MASK batch [K, H, W].", "connect a MASK output.")
+        masks = (masks if masks.ndim == 3 else masks[None]).detach().float().cpu()
+        k, height, width = masks.shape
+        size = (tracks.get("width"), tracks.get("height"))
+        if all(isinstance(v, (int, float)) for v in size) and (int(size[0]), int(size[1])) != (width, height):
+            raise MotionKitInputError(PREDICTOR, "masks", f"the masks are {width}x{height} but the tracks were drawn "
+                                      f"on a {int(size[0])}x{int(size[1])} image.",
+                                      "use the masks of the image the trajectories were made for (or resize them).")
+        start = path[0][vis[0]]
+        if len(start) and ((start < -0.5).any() or (start[:, 0] > width - 0.5).any() or (start[:, 1] > height - 0.5).any()):
+            raise MotionKitInputError(PREDICTOR, "tracks", f"some tracks start outside the {width}x{height} masks.",
+                                      "use masks of the image the tracks were drawn on.")
+        ids = assign_objects(path, masks, track_object_ids(tracks))
+        if len(ids) != path.shape[1]:
+            raise MotionKitInputError(PREDICTOR, "tracks", f"{len(ids)} object ids for {path.shape[1]} tracks.",
+                                      "give one object id per track.")
+        if (ids >= k).any() or (ids < -1).any():
+            raise MotionKitInputError(PREDICTOR, "masks", f"the tracks refer to object {int(ids.max())} but only "
+                                      f"{k} masks are connected.", "connect one mask per object the tracks use.")
+        softness = require_range(PREDICTOR, "boundary_softness", boundary_softness, 0.0, 64.0)
+        flow, valid = field_from_tracks(path, vis, ids, (masks > 0.5).float(), softness)
+        return (make_motion_field(flow, valid),)
+
+
+# --- motion-augmented temporal attention -------------------------------------------------------------
+
+class FlowPyramid:
+    """The field at each attention resolution, resized once per resolution and device (not per call)."""
+
+    def __init__(self, flow: torch.Tensor):
+        self.flow = flow
+        self._cache: dict = {}
+
+    def at(self, height: int, width: int, device) -> torch.Tensor:
+        key = (height, width, str(device))
+        if key not in self._cache:
+            fh, fw = self.flow.shape[-2:]
+            if abs((fw / fh) / (width / height) - 1) > 0.05:
+                raise MotionKitInputError(AUGMENTED, "motion_field", f"the field is {fw}x{fh} but the video's "
+                                          f"attention grid is {width}x{height}: the aspect ratios differ.",
+                                          "make the motion field for an image of the video's aspect ratio.")
+            self._cache[key] = resize_flow(self.flow, height, width).to(device)
+        return self._cache[key]
+
+
+class MotionAugmentedForward:
+    """Stands in for one temporal ``CrossAttention.forward`` (SVD ``time_stack.N.attn1``): queries of the
+    real frames attend over the interleaved [h0, w1, h1, ...] sequence with frame 0 warped by the field."""
+
+    def __init__(self, attn: CrossAttention, inner: Callable, pyramid: FlowPyramid, strength: float,
+                 window: SigmaWindow):
+        self.attn, self.inner, self.pyramid, self.strength, self.window = attn, inner, pyramid, strength, window
+
+    def __call__(self, x, context=None, value=None, mask=None, transformer_options={}):
+        if mask is not None or context is not None or not self.window.active(transformer_options):
+            return self.inner(x, context=context, value=value, mask=mask, transformer_options=transformer_options)
+        height, width = transformer_options["activations_shape"][-2:]
+        frames = x.shape[1]
+        field_frames = self.pyramid.flow.shape[0]
+        if field_frames != frames:
+            raise MotionKitInputError(AUGMENTED, "motion_field", f"the field has {field_frames} frames but the video "
+                                      f"has {frames}.", "make the field with the video's frame count.")
+        seq = interleave_with_warped(x, height, width, self.pyramid.at(height, width, x.device))
+        attn = self.attn
+        out = optimized_attention(attn.to_q(x), attn.to_k(seq), attn.to_v(seq), attn.heads,
+                                  attn_precision=attn.attn_precision, transformer_options=transformer_options)
+        out = attn.to_out(out)
+        if self.strength == 1.0:
+            return out
+        return blend(self.inner(x, context=context, value=value, mask=mask, transformer_options=transformer_options),
+                     out, self.strength)
+
+
+class MotionKitMotionAugmentedAttention:
+    DESCRIPTION = (
+        "Motion-I2V's motion-augmented temporal attention on Stable Video Diffusion. In every temporal "
+        "self-attention (time_stack), frame 0's features are forward-warped to each frame by the motion field "
+        "(resized to the layer's resolution) and interleaved with the real frames; each frame's queries then "
+        "attend over that sequence with the layer's own projections (no new weights). Output = (1 - strength) "
+        "* original + strength * augmented, between start_percent and end_percent. Spatial attention is untouched.")
+    CATEGORY = "MotionKit"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "A Stable Video Diffusion model."}),
+            "motion_field": (MOTION_FIELD, {"tooltip": "Dense flow from frame 0 to every frame."}),
+            "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+            "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001}),
+            "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001}),
+        }}
+
+    def patch(self, model, motion_field, strength, start_percent, end_percent):
+        model = require_model(AUGMENTED, model)
+        field = require_motion_field(AUGMENTED, motion_field)
+        strength = require_range(AUGMENTED, "strength", strength, 0.0, 1.0)
+        start_percent, end_percent = require_percent_window(AUGMENTED, start_percent, end_percent)
+        sites = temporal_self_attention(model, AUGMENTED)
+        patched = model.clone()
+        if strength == 0.0:
+            return (patched,)
+        window = SigmaWindow(patched, start_percent, end_percent)
+        pyramid = FlowPyramid(field["flow"])
+        for site in sites:
+            key = f"{site.path}.forward"
+            inner = patched.object_patches.get(key) or types.MethodType(type(site.module).forward, site.module)
+            if isinstance(inner, MotionAugmentedForward):  # replace an earlier one, never stack on it
+                inner = inner.inner
+            patched.add_object_patch(key, MotionAugmentedForward(site.module, inner, pyramid, strength, window))
+        return (patched,)
+
+
+# --- seeing the field ---------------------------------------------------------------------------------
+
+class MotionKitVisualizeMotionField:
+    DESCRIPTION = ("Shows a MOTION_FIELD before sampling: the flow of every frame in the standard optical-flow "
+                   "colour wheel (hue = direction, saturation = speed, white = still), and the input image "
+                   "forward-warped by the field (black where nothing lands).")
+    CATEGORY = "MotionKit"
+    RETURN_TYPES = ("IMAGE", "IMAGE")
+    RETURN_NAMES = ("flow_colors", "warped_image")
+    FUNCTION = "visualize"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "motion_field": (MOTION_FIELD,),
+            "image": ("IMAGE", {"tooltip": "The first frame; the field is resized to it."}),
+            "max_magnitude": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 4096.0, "step": 1.0,
+                                        "tooltip": "Pixels of motion shown fully saturated; 0 = the field's maximum."}),
+        }}
+
+    def visualize(self, motion_field, image, max_magnitude):
+        field = require_motion_field(VISUALIZE, motion_field)
+        if not torch.is_tensor(image) or image.ndim != 4:
+            raise MotionKitInputError(VISUALIZE, "image", "expected an IMAGE.", "connect an IMAGE output.")
+        first = image[0, ..., :3].float().cpu()
+        flow = resize_flow(field["flow"].float().cpu(), first.shape[0], first.shape[1])
+        return (flow_to_rgb(flow, max_magnitude), warp_image(first, flow).clamp(0, 1))
+
+
+NODE_CLASS_MAPPINGS = {
+    "MotionKitTracksToMotionField": MotionKitTracksToMotionField,
+    "MotionKitMotionAugmentedAttention": MotionKitMotionAugmentedAttention,
+    "MotionKitVisualizeMotionField": MotionKitVisualizeMotionField,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "MotionKitTracksToMotionField": "Trajectories to Motion Field",
+    "MotionKitMotionAugmentedAttention": "Motion-Augmented Temporal Attention (Motion-I2V)",
+    "MotionKitVisualizeMotionField": "Visualize Motion Field",
+}
