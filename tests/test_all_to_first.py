@@ -8,10 +8,10 @@ import types
 import pytest
 import torch
 
+from motionkit_testing.svd import IMAGE, Always, conditioning, sample, load_tiny, make_attention, transformer_blocks
 from motionkit_testing.workflows import saved_latent, svd_prompt
 
 NODE_ID = "MotionKitAllToFirstAttention"
-IMAGE = "motionkit_test.png"
 
 
 def node_class():
@@ -22,25 +22,6 @@ def node_class():
 def pack_module():
     import sys
     return sys.modules[node_class().__module__]
-
-
-class Always:
-    """The sampling-window gate, always open (the gate itself is tested in real sampling runs below)."""
-
-    def active(self, transformer_options):
-        return True
-
-
-def make_attention(dim: int, heads: int, seed: int):
-    import comfy.ops
-    from comfy.ldm.modules.attention import CrossAttention
-    attn = CrossAttention(dim, heads=heads, dim_head=dim // heads, attn_precision=torch.float32,
-                          operations=comfy.ops.disable_weight_init)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in attn.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[-1]))
-    return attn
 
 
 def reference_all_to_first(x, attn, chunks, frames, strength):
@@ -110,11 +91,6 @@ def test_each_cond_half_reads_its_own_first_frame(comfy):
 
 # --- the node on a real (tiny) SVD model ----------------------------------------------------------
 
-def load_tiny(tiny_ckpt):
-    import comfy_extras.nodes_video_model as vm
-    return vm.ImageOnlyCheckpointLoader().load_checkpoint(tiny_ckpt)
-
-
 def test_node_patches_exactly_the_spatial_self_attention(comfy, tiny_ckpt):
     model, _, _ = load_tiny(tiny_ckpt)
     (patched,) = node_class()().patch(model, 1.0, 0.0, 1.0)
@@ -127,33 +103,11 @@ def test_node_patches_exactly_the_spatial_self_attention(comfy, tiny_ckpt):
     assert model.object_patches == {}  # the input MODEL is untouched
 
 
-def transformer_blocks(unet, container):
-    from comfy.ldm.modules.attention import BasicTransformerBlock
-    return [m for n, m in unet.named_modules()
-            if isinstance(m, BasicTransformerBlock) and n.split(".")[-2] == container]
-
-
-def _conditioning(tiny_ckpt, frames, size):
-    import nodes
-    from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
-    model, clip_vision, vae = load_tiny(tiny_ckpt)
-    image = nodes.LoadImage().load_image(IMAGE)[0]
-    pos, neg, latent = SVD_img2vid_Conditioning().encode(clip_vision, image, vae, size, size, frames, 127, 6, 0.0)
-    return model, pos, neg, latent
-
-
-def _sample(model, pos, neg, latent, steps, seed=3, callback=None):
-    import comfy.sample
-    noise = comfy.sample.prepare_noise(latent["samples"], seed)
-    return comfy.sample.sample(model, noise, steps, 2.5, "euler", "karras", pos, neg, latent["samples"],
-                               denoise=1.0, callback=callback, seed=seed)
-
-
 def test_temporal_attention_is_never_patched_even_when_hw_equals_frames(comfy, tiny_ckpt, monkeypatch):
     """16 frames at a 4x4 latent: spatial attn1 sees (B*16, 16, C) and temporal attn1 sees (B*16, 16, C).
     Only the spatial modules may run the patch, once per spatial call."""
     frames = 16
-    model, pos, neg, latent = _conditioning(tiny_ckpt, frames, 32)
+    model, pos, neg, latent = conditioning(tiny_ckpt, frames, 32)
     assert latent["samples"].shape[-2:] == (4, 4)
     (patched,) = node_class()().patch(model, 1.0, 0.0, 1.0)
     unet = model.get_model_object("diffusion_model")
@@ -172,7 +126,7 @@ def test_temporal_attention_is_never_patched_even_when_hw_equals_frames(comfy, t
     hooks = [m.register_forward_hook(lambda *_: spatial_calls.__setitem__(0, spatial_calls[0] + 1))
              for m in transformer_blocks(unet, "transformer_blocks")]
     try:
-        _sample(patched, pos, neg, latent, steps=2)
+        sample(patched, pos, neg, latent, steps=2)
     finally:
         for h in hooks:
             h.remove()
@@ -184,7 +138,7 @@ def test_temporal_attention_is_never_patched_even_when_hw_equals_frames(comfy, t
 def test_steps_outside_the_window_are_bit_equal_per_step(comfy, tiny_ckpt):
     """A window covering only the last of 3 steps: the denoised prediction of steps 0 and 1 is bit-equal
     to the unpatched model's, step 2 differs."""
-    model, pos, neg, latent = _conditioning(tiny_ckpt, 4, 64)
+    model, pos, neg, latent = conditioning(tiny_ckpt, 4, 64)
     import comfy.samplers
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", 3)
     ms = model.get_model_object("model_sampling")
@@ -194,7 +148,7 @@ def test_steps_outside_the_window_are_bit_equal_per_step(comfy, tiny_ckpt):
 
     def run(m):
         x0 = []
-        _sample(m, pos, neg, latent, steps=3, callback=lambda step, den, x, total: x0.append(den.clone()))
+        sample(m, pos, neg, latent, steps=3, callback=lambda step, den, x, total: x0.append(den.clone()))
         return x0
     base, pat = run(model), run(patched)
     assert torch.equal(base[0], pat[0]) and torch.equal(base[1], pat[1])

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from motionkit_testing.pack import pack_module
+from motionkit_testing.references import naive_avg_splat
 
 mf = pack_module("motion_field")
 fit = pack_module("field_fit")
@@ -36,22 +37,6 @@ def test_splatting_conserves_mass_without_collisions():
     x[:, :, :2], x[:, :, 10:], x[:, :, :, :2], x[:, :, :, 10:] = 0, 0, 0, 0
     out = mf.forward_splat(x, flow, mode="sum")
     torch.testing.assert_close(out.sum(dim=(2, 3)), x.sum(dim=(2, 3)), rtol=1e-12, atol=1e-12)
-
-
-def naive_avg_splat(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Float64 loop over source pixels: bilinear splat of value and weight, divide, holes zero."""
-    c, h, w = img.shape
-    acc, wsum = np.zeros((c, h, w)), np.zeros((h, w))
-    for y in range(h):
-        for x in range(w):
-            tx, ty = x + flow[0, y, x], y + flow[1, y, x]
-            for cx in (int(np.floor(tx)), int(np.floor(tx)) + 1):
-                for cy in (int(np.floor(ty)), int(np.floor(ty)) + 1):
-                    wt = (1 - abs(tx - cx)) * (1 - abs(ty - cy))
-                    if 0 <= cx < w and 0 <= cy < h and wt > 0:
-                        acc[:, cy, cx] += wt * img[:, y, x]
-                        wsum[cy, cx] += wt
-    return np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1), 0)
 
 
 def test_avg_splat_matches_a_float64_loop():
