@@ -1,0 +1,143 @@
+"""Click to mask with SAM: the SAM loader, the Click-to-Mask node, and (on import) the editor's preview route."""
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management as mm
+import comfy.utils
+import folder_paths
+
+from ..modules.sam import POINTS_FORMAT, PointsError, draw_masks, image_to_uint8, parse_points
+from . import sam_preview
+from ._comfy import MotionKitInputError
+from ._sam import (SAMS, CheckpointError, SAMModel, checkpoint_path, load_sam_model, masks_tensor,
+                   register_model_folders, run_sam, save_editor_image)
+
+LOADER = "Load SAM Model (MotionKitSAMLoader)"
+NODE = "Click to Mask (SAM) (MotionKitClickToMask)"
+SAM_TYPE = "MOTIONKIT_SAM"
+
+register_model_folders()
+sam_preview.register_routes()
+
+
+class MotionKitSAMLoader:
+    DESCRIPTION = (
+        "Loads a Segment Anything (SAM v1) checkpoint from models/sams (or models/sam): the official "
+        "sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth or sam_vit_h_4b8939.pth, or a safetensors conversion. "
+        "The ViT size is read from the file's tensor shapes, so any SAM ViT of this architecture loads. "
+        "Files are read safely (safetensors, or torch.load with weights_only). The model is handed to "
+        "ComfyUI's model management, which moves it to the GPU when used and offloads it with other models.")
+    CATEGORY = "MotionKit"
+    RETURN_TYPES = (SAM_TYPE,)
+    RETURN_NAMES = ("sam_model",)
+    OUTPUT_TOOLTIPS = ("The SAM model, for Click to Mask (SAM).",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model_name": (folder_paths.get_filename_list(SAMS), {
+                "tooltip": "A SAM checkpoint in models/sams. ViT-B (sam_vit_b_01ec64.pth, 375 MB) is the fastest; "
+                           "ViT-H is the most accurate."}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        # Replaces the generic "value not in list" with where to download the file and where to put it.
+        try:
+            checkpoint_path(model_name)
+        except CheckpointError as e:
+            return str(MotionKitInputError(LOADER, "model_name", e.problem, e.fix))
+        return True
+
+    def load(self, model_name):
+        try:
+            return (load_sam_model(model_name),)
+        except CheckpointError as e:
+            raise MotionKitInputError(LOADER, "model_name", e.problem, e.fix) from None
+
+
+def require_sam(value) -> SAMModel:
+    if not isinstance(value, SAMModel):
+        raise MotionKitInputError(NODE, "sam_model", f"expected MotionKit's SAM model, got {type(value).__name__}.",
+                                  "connect the output of 'Load SAM Model'.")
+    return value
+
+
+def first_frame(image) -> torch.Tensor:
+    """Frame 0 of an IMAGE batch (B, H, W, C), RGB."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[0] < 1 or image.shape[-1] < 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise MotionKitInputError(NODE, "image", f"expected an IMAGE batch (B, H, W, 3), got {shape}.",
+                                  "connect an IMAGE output, e.g. from Load Image.")
+    if min(image.shape[1], image.shape[2]) < 1:
+        raise MotionKitInputError(NODE, "image", f"the image is {image.shape[2]}x{image.shape[1]} pixels.",
+                                  "connect a non-empty image.")
+    return image[0, :, :, :3]
+
+
+class MotionKitClickToMask:
+    DESCRIPTION = (
+        "Segments objects in the first frame of 'image' with SAM from clicked points. In the node, left-click "
+        "the object (positive point), right-click the background (negative point), press N or 'New object' "
+        "for another object; drag points to move them, right-click a point to delete it. The mask of each "
+        "object is shown while you click (the image embedding is computed once and cached, then each click "
+        "runs only SAM's small decoder). Per object the mask is exactly segment-anything's SamPredictor: one "
+        "point without a box asks for three masks and keeps the highest predicted IoU, otherwise one mask. "
+        "The 'points' text is " + POINTS_FORMAT + " in pixels of that W x H image; a KJNodes Points Editor "
+        "coordinate string ([{\"x\":..,\"y\":..}]) is read as one object of positive points.")
+    CATEGORY = "MotionKit"
+    RETURN_TYPES = ("MASK", "MASK", "IMAGE")
+    RETURN_NAMES = ("masks", "mask", "preview")
+    OUTPUT_TOOLTIPS = ("One mask per object, in object order.", "The union of all objects' masks.",
+                       "The masks drawn over the image (each object in its editor colour).")
+    FUNCTION = "segment"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "sam_model": (SAM_TYPE, {"tooltip": "From 'Load SAM Model'."}),
+            "image": ("IMAGE", {"tooltip": "The image to segment; of a batch, the first frame is used."}),
+            "points": ("STRING", {
+                "default": "", "multiline": False, "dynamicPrompts": False,
+                "tooltip": "Written by the point editor in the node. JSON: " + POINTS_FORMAT
+                           + ", or a KJNodes Points Editor coordinate string."}),
+        }}
+
+    def segment(self, sam_model, image, points):
+        model = require_sam(sam_model)
+        frame = first_frame(image)
+        height, width = int(frame.shape[0]), int(frame.shape[1])
+        try:
+            prompts = parse_points(points, (width, height))
+        except PointsError as e:
+            raise MotionKitInputError(NODE, "points", e.problem, e.fix) from None
+        pixels = image_to_uint8(frame)
+        progress = comfy.utils.ProgressBar(1 + len(prompts.objects))
+
+        def step():
+            mm.throw_exception_if_processing_interrupted()
+            progress.update(1)
+
+        run = run_sam(model, pixels, prompts, on_step=step)
+        masks = masks_tensor(run.masks, height, width)
+        union = masks.amax(dim=0, keepdim=True)
+        preview = draw_masks(frame.to(masks.device, torch.float32), masks)[None].clamp(0, 1)
+        ui = {
+            # The exact frame, for the editor when the image does not come straight from a Load Image node.
+            "motionkit_sam_image": [save_editor_image(pixels, run.digest)],
+            "motionkit_sam": [{"width": width, "height": height, "embedding_cached": run.embedding_cached,
+                               "scores": [m.score for m in run.masks]}],
+        }
+        return {"ui": ui, "result": (masks, union, preview)}
+
+
+NODE_CLASS_MAPPINGS = {
+    "MotionKitSAMLoader": MotionKitSAMLoader,
+    "MotionKitClickToMask": MotionKitClickToMask,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "MotionKitSAMLoader": "Load SAM Model",
+    "MotionKitClickToMask": "Click to Mask (SAM)",
+}
