@@ -6,6 +6,10 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+# The UI-to-API conversion of saved workflows lives in ui_format (its rules are documented there and
+# checked against the real frontend by tests/test_example_workflows.py); re-exported for the callers.
+from .ui_format import ui_to_api  # noqa: F401
+
 
 def svd_prompt(ckpt: str, image: str, *, frames: int = 4, width: int = 64, height: int = 64, steps: int = 2,
                seed: int = 7, cfg: float = 2.5, a2f: dict | None = None, prefix: str = "mk") -> dict:
@@ -35,43 +39,6 @@ def saved_latent(base: Path, history: dict, node: str = "save"):
     info = history["outputs"][node]["latents"][0]
     path = base / "output" / info["subfolder"] / info["filename"]
     return load_file(str(path))["latent_tensor"]
-
-
-def ui_to_api(workflow: dict, object_info: dict) -> dict:
-    """Convert a UI-format workflow (what the frontend saves) to an API prompt, using /object_info for
-    each node's input order, the way the frontend's graphToPrompt does for plain graphs: widget values
-    map onto the widget inputs in declaration order (with the 'control_after_generate' slot that the
-    frontend adds after seed-like INT widgets), links map onto the linked inputs by name."""
-    links = {link[0]: link for link in workflow.get("links", [])}
-    prompt = {}
-    for node in workflow["nodes"]:
-        if node.get("mode", 0) in (2, 4):  # muted / bypassed
-            continue
-        info = object_info[node["type"]]
-        spec = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
-        linked = {}
-        for slot in node.get("inputs", []):
-            if slot.get("link") is not None:
-                link = links[slot["link"]]
-                linked[slot["name"]] = [str(link[1]), link[2]]
-        inputs = {}
-        values = list(node.get("widgets_values", []))
-        for name in info["input_order"].get("required", []) + info["input_order"].get("optional", []):
-            kind = spec[name][0]
-            is_widget = isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
-            if name in linked:
-                inputs[name] = linked[name]
-                if is_widget and values:  # a widget converted to an input still holds a value slot
-                    values.pop(0)
-                continue
-            if not is_widget or not values:
-                continue
-            inputs[name] = values.pop(0)
-            opts = spec[name][1] if len(spec[name]) > 1 else {}
-            if kind == "INT" and (opts.get("control_after_generate") or name in ("seed", "noise_seed")):
-                values.pop(0) if values and isinstance(values[0], str) else None
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return prompt
 
 
 def load_workflow(path: Path) -> dict:

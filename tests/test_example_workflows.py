@@ -1,0 +1,272 @@
+"""Every saved example workflow (``example_workflows/*.json``) loads and runs.
+
+Generic on purpose: a workflow added later by another feature is exercised the same way. Each one is
+converted to an API prompt with the real server's ``/object_info`` (``ui_format.ui_to_api``), pointed at
+the tiny random SVD checkpoint, shrunk to 64x64 / 4 frames / 2 steps (``adapt_to_tiny_models``), POSTed
+to the real ComfyUI HTTP server, and its saved video is decoded. A workflow is skipped only when it uses
+a node listed in ``NEEDS_WEIGHTS`` (weights the harness cannot build), with the reason shown.
+
+The browser test loads each workflow into the real ComfyUI frontend (headless Chromium), and checks that
+the frontend's own ``graphToPrompt`` gives the same prompt as ``ui_to_api``, also for a variant with the
+MotionKit nodes bypassed, a Reroute and a seed PrimitiveNode.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.request
+from collections import deque
+from pathlib import Path
+
+import pytest
+
+from motionkit_testing.comfy_session import PACK_DIRNAME
+from motionkit_testing.ui_format import FRONTEND_ONLY, MUTED, BYPASSED, ui_to_api, widget_problems
+from motionkit_testing.workflows import TINY_RUN, adapt_to_tiny_models, load_workflow
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
+IDS = [p.stem for p in WORKFLOWS]
+FRAMES, SIZE = TINY_RUN["video_frames"], (TINY_RUN["width"], TINY_RUN["height"])
+TEST_IMAGE = "motionkit_test.png"  # written into input/ by the tiny_ckpt fixture
+VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".webp", ".gif"}
+
+# Node types whose weights the test harness cannot build: a workflow using one is skipped with this reason.
+# Add a MotionKit loader here only while no tiny stand-in exists for its weights.
+NEEDS_WEIGHTS = {
+    "CheckpointLoaderSimple": "needs an image-model checkpoint; the harness builds tiny SVD checkpoints only",
+    "UNETLoader": "needs a diffusion_models/ file; the harness builds single-file SVD checkpoints only",
+    "CLIPLoader": "needs a text encoder; the harness builds none",
+    "DualCLIPLoader": "needs text encoders; the harness builds none",
+    "CLIPVisionLoader": "needs a clip_vision/ file; the harness embeds CLIP vision in the SVD checkpoint only",
+    "VAELoader": "needs a vae/ file; the harness embeds a TAESD VAE in the SVD checkpoint only",
+    "LoraLoader": "needs a LoRA file; the harness builds none",
+    "LoraLoaderModelOnly": "needs a LoRA file; the harness builds none",
+    "ControlNetLoader": "needs a ControlNet file; the harness builds none",
+    "UpscaleModelLoader": "needs an upscale model; the harness builds none",
+}
+
+CHROMIUM = os.environ.get("MOTIONKIT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_the_svd_all_to_first_example_exists():
+    wf = load_workflow(REPO / "example_workflows" / "svd_all_to_first.json")
+    types = [n["type"] for n in wf["nodes"]]
+    for core in ("ImageOnlyCheckpointLoader", "LoadImage", "SVD_img2vid_Conditioning", "VideoLinearCFGGuidance",
+                 "MotionKitAllToFirstAttention", "KSampler", "VAEDecode", "CreateVideo", "SaveVideo"):
+        assert types.count(core) == 1, f"{core} appears {types.count(core)} times"
+    loader = next(n for n in wf["nodes"] if n["type"] == "ImageOnlyCheckpointLoader")
+    assert loader["widgets_values"] == ["svd_xt.safetensors"]
+    assert loader["properties"]["models"] == [{
+        "name": "svd_xt.safetensors", "directory": "checkpoints",
+        "url": "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt/resolve/main/"
+               "svd_xt.safetensors?download=true"}]
+    assert wf["version"] == 0.4
+
+
+@pytest.fixture(scope="module")
+def object_info(server) -> dict:
+    return server.get("/object_info")
+
+
+def _skip_reason(wf: dict) -> str | None:
+    needs = sorted({n["type"] for n in wf["nodes"] if n["type"] in NEEDS_WEIGHTS and n.get("mode", 0) == 0})
+    return "; ".join(f"{t}: {NEEDS_WEIGHTS[t]}" for t in needs) or None
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("path", WORKFLOWS, ids=IDS)
+def test_saved_widget_values_match_the_declared_inputs(path, object_info):
+    """A saved workflow must load onto today's nodes: per node, the number, order, types and ranges of
+    ``widgets_values`` match the inputs the node declares (MotionKit's input order is public API)."""
+    wf = load_workflow(path)
+    nodes = [n for n in wf["nodes"] if n["type"] not in FRONTEND_ONLY]
+    unknown = sorted({n["type"] for n in nodes} - set(object_info))
+    assert not unknown, f"{path.name} uses node types this ComfyUI + MotionKit does not register: {unknown}"
+    problems = [p for n in nodes for p in widget_problems(n, object_info[n["type"]])]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=IDS)
+def test_each_workflow_has_a_thumbnail(path):
+    from PIL import Image
+    thumb = path.with_suffix(".jpg")
+    assert thumb.is_file(), f"the template browser shows {thumb.name} as the thumbnail; it is missing"
+    with Image.open(thumb) as im:
+        assert im.format == "JPEG" and 200 <= im.width <= 1600 and 150 <= im.height <= 1600, (im.format, im.size)
+
+
+@pytest.mark.server
+def test_the_server_offers_the_workflows_as_templates(server):
+    listed = server.get("/workflow_templates").get(PACK_DIRNAME, [])
+    assert sorted(listed) == IDS
+    for path in WORKFLOWS:
+        served = server.get(f"/api/workflow_templates/{PACK_DIRNAME}/{path.name}")
+        assert served == load_workflow(path)
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{PACK_DIRNAME}/{path.stem}.jpg") as r:
+            assert r.read() == path.with_suffix(".jpg").read_bytes()
+
+
+def _feeds_an_output(prompt: dict, object_info: dict) -> set[str]:
+    """The prompt's nodes that some output node depends on (the executor runs only these)."""
+    todo = deque(i for i, n in prompt.items() if object_info[n["class_type"]].get("output_node"))
+    seen = set(todo)
+    while todo:
+        for value in prompt[todo.popleft()]["inputs"].values():
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) not in seen:
+                seen.add(str(value[0]))
+                todo.append(str(value[0]))
+    return seen
+
+
+def _saved_videos(entry: dict, base_dir: Path) -> list[Path]:
+    files = [base_dir / "output" / f.get("subfolder", "") / f["filename"]
+             for out in entry["outputs"].values() for items in out.values() if isinstance(items, list)
+             for f in items if isinstance(f, dict) and "filename" in f and f.get("type", "output") == "output"]
+    return [f for f in files if f.suffix.lower() in VIDEO_SUFFIXES]
+
+
+def _decode(path: Path) -> tuple[int, tuple[int, int]]:
+    """``(frame count, (width, height))`` of a saved video, decoded frame by frame."""
+    if path.suffix.lower() in (".webp", ".gif"):
+        from PIL import Image
+        with Image.open(path) as im:
+            return getattr(im, "n_frames", 1), im.size
+    import av
+    with av.open(str(path)) as container:
+        frames = [(f.width, f.height) for f in container.decode(video=0)]
+    assert len(set(frames)) <= 1, f"frame sizes vary in {path}: {set(frames)}"
+    return len(frames), (frames[0] if frames else (0, 0))
+
+
+@pytest.mark.server
+@pytest.mark.slow
+@pytest.mark.parametrize("path", WORKFLOWS, ids=IDS)
+def test_workflow_runs_on_the_tiny_models_through_http(path, server, base_dir, tiny_ckpt, object_info):
+    wf = load_workflow(path)
+    reason = _skip_reason(wf)
+    if reason:
+        pytest.skip(reason)
+    prompt = ui_to_api(wf, object_info)
+    active = [n for n in wf["nodes"] if n["type"] not in FRONTEND_ONLY and n.get("mode", 0) not in (MUTED, BYPASSED)]
+    assert sorted(prompt) == sorted(str(n["id"]) for n in active)
+    dangling = sorted(set(prompt) - _feeds_an_output(prompt, object_info))
+    assert not dangling, f"nodes {[(i, prompt[i]['class_type']) for i in dangling]} feed no output node"
+
+    tiny = adapt_to_tiny_models(prompt, tiny_ckpt, image=TEST_IMAGE)
+    for node in tiny.values():
+        if "filename_prefix" in node["inputs"]:
+            node["inputs"]["filename_prefix"] = f"example_workflows/{path.stem}"
+    entry = server.run(tiny)
+
+    videos = _saved_videos(entry, base_dir)
+    assert videos, f"no video among the outputs {entry['outputs']}"
+    for video in videos:
+        assert video.is_file() and video.stat().st_size > 0, video
+        assert _decode(video) == (FRAMES, SIZE), f"{video.name} decodes to {_decode(video)}"
+
+
+# --- the real frontend ------------------------------------------------------------------------------
+
+_LOAD_AND_EXPORT = """async (wf) => {
+    const dialogs = () => Array.from(document.querySelectorAll('.p-dialog')).map(d => d.innerText);
+    const before = dialogs();
+    const errors = [];
+    const onError = (e) => errors.push(String(e.message || e.reason || e));
+    window.addEventListener('error', onError);
+    window.addEventListener('unhandledrejection', onError);
+    await window.app.loadGraphData(wf);
+    await new Promise(r => setTimeout(r, 1000));
+    const g = window.app.graph;
+    const result = {
+        types: g._nodes.map(n => n.type),
+        saved: g.serialize(),
+        prompt: (await window.app.graphToPrompt()).output,
+        dialogs: dialogs().filter(d => !before.includes(d)),
+    };
+    // A variant built by the frontend itself: MotionKit nodes bypassed, a legacy Reroute on the first
+    // link, and a PrimitiveNode driving the first 'seed' widget.
+    for (const n of g._nodes) if (n.type.startsWith('MotionKit')) n.mode = 4;
+    const link = Object.values(g.links)[0];
+    if (link) {
+        const reroute = LiteGraph.createNode('Reroute');
+        g.add(reroute);
+        const origin = g.getNodeById(link.origin_id), target = g.getNodeById(link.target_id);
+        const [oslot, tslot] = [link.origin_slot, link.target_slot];
+        origin.connect(oslot, reroute, 0);
+        reroute.connect(0, target, tslot);
+    }
+    const seeded = g._nodes.find(n => (n.inputs || []).some(i => i.name === 'seed' && i.widget));
+    if (seeded) {
+        const primitive = LiteGraph.createNode('PrimitiveNode');
+        g.add(primitive);
+        primitive.connect(0, seeded, seeded.inputs.findIndex(i => i.name === 'seed'));
+        primitive.widgets[0].value = 1234567;
+    }
+    result.variant_prompt = (await window.app.graphToPrompt()).output;
+    result.variant_saved = g.serialize();
+    result.variant_has_primitive = !!seeded;
+    result.errors = errors;
+    window.removeEventListener('error', onError);
+    window.removeEventListener('unhandledrejection', onError);
+    return result;
+}"""
+
+
+def _without_meta(prompt: dict) -> dict:
+    return {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()}
+
+
+@pytest.fixture(scope="module")
+def frontend_page(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (set MOTIONKIT_CHROMIUM)")
+    # A first visit opens the template browser over everything; mark the tutorial as seen, as a user would.
+    req = urllib.request.Request(f"{server.url}/settings/Comfy.TutorialCompleted", data=b"true", method="POST",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=30).close()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(server.url)
+        page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph && "
+                               "LiteGraph.registered_node_types['MotionKitAllToFirstAttention']", timeout=120_000)
+        yield page
+        browser.close()
+
+
+@pytest.mark.server
+@pytest.mark.slow
+@pytest.mark.parametrize("path", WORKFLOWS, ids=IDS)
+def test_frontend_loads_the_workflow_and_agrees_with_ui_to_api(path, frontend_page, object_info):
+    wf = load_workflow(path)
+    res = frontend_page.evaluate(_LOAD_AND_EXPORT, wf)
+    assert not res["errors"], f"the frontend raised while loading {path.name}: {res['errors']}"
+    assert sorted(res["types"]) == sorted(n["type"] for n in wf["nodes"])
+    assert any(t.startswith("MotionKit") for t in res["types"])
+
+    # The only dialog loading may open is the missing-models one, and it must offer each declared model.
+    models = {m["name"] for n in wf["nodes"] for m in n.get("properties", {}).get("models", [])}
+    for text in res["dialogs"]:
+        assert text.startswith("Missing Models"), f"unexpected dialog on load: {text[:300]}"
+    installed = set(object_info["ImageOnlyCheckpointLoader"]["input"]["required"]["ckpt_name"][0])
+    for name in models - installed:
+        assert any(name in text for text in res["dialogs"]), f"the frontend does not offer to download {name}"
+
+    # Loaded as saved: re-saving changes no widget value, and both convert to the frontend's prompt.
+    assert ui_to_api(res["saved"], object_info) == ui_to_api(wf, object_info)
+    assert ui_to_api(wf, object_info) == _without_meta(res["prompt"])
+    assert ui_to_api(res["variant_saved"], object_info) == _without_meta(res["variant_prompt"])
+    variant_types = [n["type"] for n in res["variant_saved"]["nodes"]]
+    assert "Reroute" in variant_types
+    assert ("PrimitiveNode" in variant_types) == res["variant_has_primitive"]
+    mk_nodes = [str(n["id"]) for n in wf["nodes"] if n["type"].startswith("MotionKit")]
+    assert not set(mk_nodes) & set(res["variant_prompt"]), "bypassed MotionKit nodes were still sent"
+    sources = {str(v[0]) for n in res["variant_prompt"].values() for v in n["inputs"].values() if isinstance(v, list)}
+    assert sources <= set(res["variant_prompt"]), "the frontend's variant prompt links to nodes it did not send"
+    if res["variant_has_primitive"]:
+        assert any(n["inputs"].get("seed") == 1234567 for n in res["variant_prompt"].values())
