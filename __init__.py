@@ -9,6 +9,7 @@ from importlib import import_module
 _NODE_MODULES = (
     "all_to_first",
     "motion_field",
+    "trajectories",
     "click_to_mask",
 )
 
