@@ -12,11 +12,10 @@ import torch
 from PIL import Image
 
 from motionkit_testing.pack import pack_module
-from motionkit_testing.tiny_sam import (SAM_TEST_IMAGE, TINY_SAM_PTH, build_sam, ensure_tiny_sam,
-                                        load_uint8, predictor_masks, write_sam_test_image)
+from motionkit_testing.tiny_sam import (SAM_TEST_IMAGE, TINY_SAM_PTH, build_sam, click_prompt, ensure_tiny_sam,
+                                        load_uint8, points_json, predictor_masks, write_sam_test_image)
 
 msam = pack_module("sam")
-W, H = 96, 64
 
 
 @pytest.fixture(scope="module")
@@ -39,27 +38,6 @@ def pack(comfy):
     import nodes
     click = sys.modules[nodes.NODE_CLASS_MAPPINGS["MotionKitClickToMask"].__module__]
     return click, sys.modules[click.load_sam_model.__module__]
-
-
-def points_json(objects, width=W, height=H) -> str:
-    return json.dumps({"version": 1, "width": width, "height": height,
-                       "objects": [{"positive": o.get("positive", []), "negative": o.get("negative", []),
-                                    "box": o.get("box")} for o in objects]})
-
-
-def click_prompt(points: str, model: str = TINY_SAM_PTH, image: str = SAM_TEST_IMAGE, prefix: str = "sam") -> dict:
-    """LoadImage -> Load SAM Model -> Click to Mask -> (masks, mask, preview) saved as PNGs by core nodes."""
-    return {
-        "img": {"class_type": "LoadImage", "inputs": {"image": image}},
-        "sam": {"class_type": "MotionKitSAMLoader", "inputs": {"model_name": model}},
-        "ctm": {"class_type": "MotionKitClickToMask", "inputs": {
-            "sam_model": ["sam", 0], "image": ["img", 0], "points": points}},
-        "m2i": {"class_type": "MaskToImage", "inputs": {"mask": ["ctm", 0]}},
-        "u2i": {"class_type": "MaskToImage", "inputs": {"mask": ["ctm", 1]}},
-        "save_masks": {"class_type": "SaveImage", "inputs": {"images": ["m2i", 0], "filename_prefix": f"{prefix}/masks"}},
-        "save_union": {"class_type": "SaveImage", "inputs": {"images": ["u2i", 0], "filename_prefix": f"{prefix}/union"}},
-        "save_preview": {"class_type": "SaveImage", "inputs": {"images": ["ctm", 2], "filename_prefix": f"{prefix}/preview"}},
-    }
 
 
 def saved(base_dir, history, node) -> list:

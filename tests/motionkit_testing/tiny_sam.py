@@ -7,6 +7,7 @@ grid, so window padding runs) and global blocks, relative positions, a neck. The
 """
 from __future__ import annotations
 
+import json
 import math
 from functools import partial
 from pathlib import Path
@@ -135,3 +136,24 @@ def predictor_masks(sam, image: np.ndarray, objects: list) -> list:
         best = int(np.argmax(scores)) if multimask else 0
         out.append((masks[best], masks, scores))
     return out
+
+
+def points_json(objects, width=SAM_TEST_IMAGE_SIZE[0], height=SAM_TEST_IMAGE_SIZE[1]) -> str:
+    return json.dumps({"version": 1, "width": width, "height": height,
+                       "objects": [{"positive": o.get("positive", []), "negative": o.get("negative", []),
+                                    "box": o.get("box")} for o in objects]})
+
+
+def click_prompt(points: str, model: str = TINY_SAM_PTH, image: str = SAM_TEST_IMAGE, prefix: str = "sam") -> dict:
+    """LoadImage -> Load SAM Model -> Click to Mask -> (masks, mask, preview) saved as PNGs by core nodes."""
+    return {
+        "img": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "sam": {"class_type": "MotionKitSAMLoader", "inputs": {"model_name": model}},
+        "ctm": {"class_type": "MotionKitClickToMask", "inputs": {
+            "sam_model": ["sam", 0], "image": ["img", 0], "points": points}},
+        "m2i": {"class_type": "MaskToImage", "inputs": {"mask": ["ctm", 0]}},
+        "u2i": {"class_type": "MaskToImage", "inputs": {"mask": ["ctm", 1]}},
+        "save_masks": {"class_type": "SaveImage", "inputs": {"images": ["m2i", 0], "filename_prefix": f"{prefix}/masks"}},
+        "save_union": {"class_type": "SaveImage", "inputs": {"images": ["u2i", 0], "filename_prefix": f"{prefix}/union"}},
+        "save_preview": {"class_type": "SaveImage", "inputs": {"images": ["ctm", 2], "filename_prefix": f"{prefix}/preview"}},
+    }
