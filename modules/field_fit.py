@@ -55,8 +55,9 @@ def soft_weights(masks: torch.Tensor, softness: float) -> torch.Tensor:
 
 
 def displacement(affine: np.ndarray, height: int, width: int) -> torch.Tensor:
-    """[2, H, W] displacement ``A x + b - x`` of every pixel centre x = (col, row)."""
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    """[2, H, W] displacement ``A x + b - x`` of every pixel centre x = (col + 0.5, row + 0.5), the
+    TRACKS pixel convention (modules/tracks.py)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
     dx = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2] - xs
     dy = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2] - ys
     return torch.from_numpy(np.stack([dx, dy])).to(torch.float32)
@@ -95,7 +96,7 @@ def assign_objects(track_path: np.ndarray, masks: torch.Tensor, object_ids: Opti
     if object_ids is not None:
         return np.asarray(object_ids, np.int64)
     k, height, width = masks.shape
-    start = np.rint(track_path[0]).astype(np.int64)
+    start = np.floor(track_path[0]).astype(np.int64)  # pixel (row i, col j) covers [j, j+1) x [i, i+1)
     cols, rows = np.clip(start[:, 0], 0, width - 1), np.clip(start[:, 1], 0, height - 1)
     m = masks.numpy() > 0.5
     ids = np.full(len(start), CAMERA, np.int64)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import types
 from typing import Callable
 
-import numpy as np
 import torch
 from comfy.ldm.modules.attention import CrossAttention, optimized_attention
 
 from ..modules.all_to_first import blend
 from ..modules.field_fit import assign_objects, field_from_tracks
+from ..modules.tracks import EXTRAS_KEY, TrackInputError, TrackSet, read_tracks
 from ..modules.motion_field import (check_motion_field, flow_to_rgb, interleave_with_warped, make_motion_field,
                                     resize_flow, warp_image)
 from ._comfy import (MotionKitInputError, SigmaWindow, require_model, require_percent_window, require_range,
@@ -33,31 +33,12 @@ def require_motion_field(node: str, field, input_name: str = "motion_field") -> 
 
 # --- tracks + masks -> field -----------------------------------------------------------------------
 
-def tracks_arrays(node: str, tracks) -> tuple[np.ndarray, np.ndarray, dict]:
-    """``track_path`` [T, N, 2] and ``track_visibility`` [T, N] of a TRACKS dict as numpy."""
-    if not isinstance(tracks, dict) or "track_path" not in tracks:
-        raise MotionKitInputError(node, "tracks", f"expected a TRACKS dict with 'track_path', got {type(tracks).__name__}.",
-                                  "connect 'Arrows to Trajectories' or another node that outputs TRACKS.")
-    path = np.asarray(torch.as_tensor(tracks["track_path"]).detach().cpu().numpy(), np.float64)
-    if path.ndim != 3 or path.shape[-1] != 2 or path.shape[0] < 2 or path.shape[1] < 1:
-        raise MotionKitInputError(node, "tracks", f"'track_path' must be [T>=2, N>=1, 2], got {list(path.shape)}.",
-                                  "give at least one track over at least two frames.")
-    vis = tracks.get("track_visibility")
-    vis = np.ones(path.shape[:2], bool) if vis is None else np.asarray(torch.as_tensor(vis).cpu().numpy()).astype(bool)
-    if vis.shape != path.shape[:2]:
-        raise MotionKitInputError(node, "tracks", f"'track_visibility' is {list(vis.shape)} for paths {list(path.shape)}.",
-                                  "give one visibility flag per frame and track.")
-    if not np.isfinite(path).all():
-        raise MotionKitInputError(node, "tracks", "'track_path' has NaN or infinite coordinates.", "fix the trajectories.")
-    return path, vis, tracks
-
-
-def track_object_ids(tracks: dict) -> np.ndarray | None:
-    """MotionKit's per-track object index when the TRACKS carry it (see modules/tracks.py)."""
-    for key in ("object_ids", "track_object", "object_id"):
-        if tracks.get(key) is not None:
-            return np.asarray(torch.as_tensor(tracks[key]).cpu().numpy()).astype(np.int64).reshape(-1)
-    return None
+def read_node_tracks(node: str, tracks) -> tuple[TrackSet, bool]:
+    """The validated tracks, and whether they carry MotionKit's object labels."""
+    try:
+        return read_tracks(tracks), isinstance(tracks, dict) and tracks.get(EXTRAS_KEY) is not None
+    except TrackInputError as e:
+        raise MotionKitInputError(node, e.input_name, e.problem, e.fix) from None
 
 
 class MotionKitTracksToMotionField:
@@ -82,24 +63,24 @@ class MotionKitTracksToMotionField:
         }}
 
     def predict(self, tracks, masks, boundary_softness):
-        path, vis, tracks = tracks_arrays(PREDICTOR, tracks)
+        ts, labelled = read_node_tracks(PREDICTOR, tracks)
+        path, vis = ts.path, ts.visible
+        if ts.num_frames < 2:
+            raise MotionKitInputError(PREDICTOR, "tracks", "the tracks have a single frame.",
+                                      "give trajectories over at least two frames.")
         if not torch.is_tensor(masks) or masks.ndim not in (2, 3):
             raise MotionKitInputError(PREDICTOR, "masks", "expected a MASK batch [K, H, W].", "connect a MASK output.")
         masks = (masks if masks.ndim == 3 else masks[None]).detach().float().cpu()
         k, height, width = masks.shape
-        size = (tracks.get("width"), tracks.get("height"))
-        if all(isinstance(v, (int, float)) for v in size) and (int(size[0]), int(size[1])) != (width, height):
+        if ts.width is not None and (ts.width, ts.height) != (width, height):
             raise MotionKitInputError(PREDICTOR, "masks", f"the masks are {width}x{height} but the tracks were drawn "
-                                      f"on a {int(size[0])}x{int(size[1])} image.",
+                                      f"on a {ts.width}x{ts.height} image.",
                                       "use the masks of the image the trajectories were made for (or resize them).")
         start = path[0][vis[0]]
-        if len(start) and ((start < -0.5).any() or (start[:, 0] > width - 0.5).any() or (start[:, 1] > height - 0.5).any()):
+        if len(start) and ((start < 0).any() or (start[:, 0] > width).any() or (start[:, 1] > height).any()):
             raise MotionKitInputError(PREDICTOR, "tracks", f"some tracks start outside the {width}x{height} masks.",
                                       "use masks of the image the tracks were drawn on.")
-        ids = assign_objects(path, masks, track_object_ids(tracks))
-        if len(ids) != path.shape[1]:
-            raise MotionKitInputError(PREDICTOR, "tracks", f"{len(ids)} object ids for {path.shape[1]} tracks.",
-                                      "give one object id per track.")
+        ids = assign_objects(path, masks, ts.object if labelled else None)
         if (ids >= k).any() or (ids < -1).any():
             raise MotionKitInputError(PREDICTOR, "masks", f"the tracks refer to object {int(ids.max())} but only "
                                       f"{k} masks are connected.", "connect one mask per object the tracks use.")

@@ -93,7 +93,7 @@ def test_field_reproduces_object_motion_exactly_inside_and_zero_outside(kind):
     path = tracks_for(affines, starts)
     vis = np.ones(path.shape[:2], bool)
     flow, valid = fit.field_from_tracks(path, vis, np.zeros(4, np.int64), mask[None], softness=4.0)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5   # pixel centres, as in TRACKS
     for t in range(frames):
         a = affines[t]
         exp_dx = a[0, 0] * xs + a[0, 1] * ys + a[0, 2] - xs
@@ -122,5 +122,5 @@ def test_few_tracks_fall_back_to_translation_and_camera_moves_the_background():
 
 def test_unlabelled_tracks_belong_to_the_mask_holding_their_start():
     masks = torch.stack([box_mask(10, 10, 0, 5, 0, 5), box_mask(10, 10, 5, 10, 5, 10)])
-    path = np.array([[[1.0, 1.0], [7.0, 8.0], [9.0, 1.0]]] * 2)
-    assert fit.assign_objects(path, masks, None).tolist() == [0, 1, fit.CAMERA]
+    path = np.array([[[1.5, 1.5], [7.5, 8.5], [9.5, 1.5], [4.99, 4.99], [5.0, 5.0]]] * 2)
+    assert fit.assign_objects(path, masks, None).tolist() == [0, 1, fit.CAMERA, 0, 1]
