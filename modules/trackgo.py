@@ -59,18 +59,18 @@ def kmeans_control_points(x: np.ndarray, k: int, rng: np.random.Generator,
     if n <= k:  # nothing to reduce: every sample is a control point (repeated if the mask is tiny)
         return x[np.arange(k) % n]
     centers = _kmeans_pp_init(x, k, rng)
+    previous = None
     for _ in range(iterations):
         d2 = ((x[:, None, :] - centers[None]) ** 2).sum(-1)
         labels = d2.argmin(1)
+        if previous is not None and np.array_equal(labels, previous):
+            break  # Lloyd's fixed point: the assignment no longer changes
+        previous = labels
         counts = np.bincount(labels, minlength=k)
-        sums = np.zeros((k, 2))
-        np.add.at(sums, labels, x)
-        new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centers)
+        sums = np.stack([np.bincount(labels, weights=x[:, c], minlength=k) for c in (0, 1)], axis=1)
+        centers = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centers)
         for j in np.flatnonzero(counts == 0):  # re-seed an empty cluster at the worst-served sample
-            new[j] = x[d2[np.arange(n), labels].argmax()]
-        if np.allclose(new, centers):
-            break
-        centers = new
+            centers[j] = x[d2[np.arange(n), labels].argmax()]
     d2 = ((x[:, None, :] - centers[None]) ** 2).sum(-1)
     labels = d2.argmin(1)
     chosen = np.full(k, -1)

@@ -135,6 +135,9 @@ class MotionKitArrowsToTracks:
     OUTPUT_TOOLTIPS = ("Point trajectories in pixels (ComfyUI TRACKS, plus object ids and the image size).",
                        "The tracks drawn over the image, one colour per object, one frame per video frame.")
     FUNCTION = "build"
+    # An output node runs (and re-sends its UI output to the editor, also from cache) even when nothing is
+    # wired to it yet: queue once to see the image and masks, then draw.
+    OUTPUT_NODE = True
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -258,3 +258,14 @@ def test_visualize_draws_trails_and_dots_over_the_background():
     np.testing.assert_allclose(frames[1, 6, 5], 0.25 * 0.25 + 0.75 * c, atol=1e-6)   # the trail, blended
     assert np.array_equal(frames[1, 0, 0], [0.25] * 3) and np.array_equal(frames[0, 0, 0], [0.5] * 3)
     assert np.array_equal(frames[0, 6, 5], [0.5] * 3)              # no trail yet at frame 0
+
+
+def test_visualize_over_one_image_equals_over_a_still_video():
+    rng = np.random.default_rng(1)
+    path = rng.uniform(0, 30, size=(6, 5, 2))
+    ts = track_set(path, [0, 0, 1, 2, -1], 30, 20, visible=rng.random((6, 5)) > 0.2)
+    image = rng.random((1, 20, 30, 3)).astype(np.float32)
+    one = drawing.visualize(ts, image, line_width=3, point_radius=2)
+    video = drawing.visualize(ts, np.repeat(image, 6, axis=0), line_width=3, point_radius=2)
+    np.testing.assert_allclose(one, video, atol=1e-6)
+    assert not np.array_equal(one[-1], np.repeat(image, 6, axis=0)[-1])

@@ -101,7 +101,7 @@ class ArrowEditor {
     b.textContent = label;
     b.title = title;
     Object.assign(b.style, { font: "inherit", padding: "1px 6px", cursor: "pointer" });
-    b.addEventListener("click", (e) => { e.stopPropagation(); onClick(); });
+    b.addEventListener("click", (e) => { e.stopPropagation(); onClick(); this.canvas.focus(); });
     return b;
   }
 
