@@ -63,8 +63,11 @@ def page(server, base_dir, tmp_path_factory):
 
 @contextlib.contextmanager
 def screenshot_on_failure(page, name: str):
+    """Screenshot on failure; and the page must raise no error while the test acts on it."""
+    errors_before = len(page.motionkit_errors)
     try:
         yield
+        assert page.motionkit_errors[errors_before:] == [], "the page raised errors"
     except BaseException as e:
         path = page.motionkit_shots / f"{name}.png"
         with contextlib.suppress(Exception):

@@ -209,3 +209,18 @@ def test_easings_match_core_generate_tracks(easing):
     t = np.linspace(0, 1, 101)
     np.testing.assert_allclose(arrows_mod.ease(easing, t), [REF_EASE[easing](v) for v in t], atol=1e-15)
     assert arrows_mod.ease(easing, 0.0) == 0.0 and arrows_mod.ease(easing, 1.0) == 1.0
+
+
+def test_an_arrow_without_an_object_moves_the_camera_and_defaults_are_still():
+    masks = np.zeros((1, 12, 20), np.float32)
+    masks[0, 2:6, 3:9] = 1
+    for obj in ("missing", None, "camera"):
+        arrow = {"points": [[1, 1], [5, 3]]} if obj == "missing" else {"object": obj, "points": [[1, 1], [5, 3]]}
+        text = json.dumps({"version": 1, "width": 20, "height": 12, "arrows": [arrow], "future_field": True})
+        (parsed,) = arrows_mod.parse_arrows(text, 1, 20, 12)
+        assert parsed.object == -1
+    # the node's default (a 512x512 document without arrows) fits masks of any size: everything stays
+    tracks = trackgo.arrows_to_tracks(masks, arrows_mod.parse_arrows(arrows_mod.DEFAULT_ARROWS, 1, 20, 12), 4, 3, 0,
+                                      "linear")
+    path = tracks["track_path"].numpy()
+    assert path.shape == (4, 3, 2) and np.array_equal(path, np.broadcast_to(path[0], path.shape))

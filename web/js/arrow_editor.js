@@ -77,7 +77,8 @@ class ArrowEditor {
 
     this.canvas = document.createElement("canvas");
     this.canvas.tabIndex = 0;
-    Object.assign(this.canvas.style, { flex: "1 1 auto", width: "100%", minHeight: "0", display: "block",
+    // flex-basis 0: the canvas's bitmap size (set in draw) must never feed back into the layout
+    Object.assign(this.canvas.style, { flex: "1 1 0px", width: "100%", height: "0px", minHeight: "0", display: "block",
       outline: "none", cursor: "crosshair", borderRadius: "4px" });
     this.root.append(bar, this.canvas, this.status);
 
@@ -86,7 +87,8 @@ class ArrowEditor {
       ["contextmenu", this.onContextMenu], ["keydown", this.onKeyDown]]) {
       this.canvas.addEventListener(type, fn.bind(this));
     }
-    this.resizeObserver = new ResizeObserver(() => this.draw());
+    // drawing in the next frame, not inside the observer callback, avoids ResizeObserver loop errors
+    this.resizeObserver = new ResizeObserver(() => requestAnimationFrame(() => this.draw()));
     this.resizeObserver.observe(this.canvas);
 
     this.widget = node.addDOMWidget("arrow_editor", "motionkit_arrow_editor", this.root, {
