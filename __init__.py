@@ -11,6 +11,7 @@ _NODE_MODULES = (
     "motion_field",
     "trajectories",
     "click_to_mask",
+    "trackadapter",
 )
 
 NODE_CLASS_MAPPINGS: dict = {}
