@@ -83,13 +83,15 @@ def resize_flow(flow: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 # --- forward splatting ------------------------------------------------------------------------------
 
-def forward_splat(values: torch.Tensor, flow: torch.Tensor, mode: str = "avg") -> torch.Tensor:
+def forward_splat(values: torch.Tensor, flow: torch.Tensor, mode: str = "avg",
+                  metric: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Forward-warp ``values`` [N, C, H, W] by ``flow`` [N, 2, H, W] (pixels, dx then dy).
 
     Each source pixel p is splatted bilinearly onto the four pixels around p + flow(p).
     ``mode="sum"`` returns the splatted sums (mass-conserving for targets inside the image);
     ``mode="avg"`` divides by the splatted weight (softsplat's "avg"): integer flows move values
-    exactly, and pixels that receive nothing are zero.
+    exactly, and pixels that receive nothing are zero. ``metric`` [N, 1, H, W] (avg mode only) weights
+    each source by ``exp(metric)`` (softmax splatting): where sources collide, the larger metric wins.
     """
     if mode not in ("sum", "avg"):
         raise ValueError(f"unknown splat mode {mode!r}")
@@ -102,7 +104,12 @@ def forward_splat(values: torch.Tensor, flow: torch.Tensor, mode: str = "avg") -
     ty = (ys + flow[:, 1].to(dtype)).reshape(n, h * w)
     x0, y0 = torch.floor(tx), torch.floor(ty)
     out = values.new_zeros((n, c + (mode == "avg"), h * w), dtype=dtype)
-    payload = torch.cat([src, torch.ones_like(src[:, :1])], 1) if mode == "avg" else src
+    if mode == "avg":
+        weight0 = torch.ones_like(src[:, :1]) if metric is None else \
+            torch.exp(metric.to(dtype).reshape(n, 1, h * w) - metric.to(dtype).amax(dim=(1, 2, 3)).view(n, 1, 1))
+        payload = torch.cat([src * weight0, weight0], 1)
+    else:
+        payload = src
     for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
         cx, cy = x0 + dx, y0 + dy
         weight = (1 - (tx - cx).abs()) * (1 - (ty - cy).abs())
@@ -168,7 +175,10 @@ def flow_to_rgb(flow: torch.Tensor, max_magnitude: float = 0.0) -> torch.Tensor:
 
 
 def warp_image(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Forward-warp one image [H, W, 3] by every frame of a [T, 2, H, W] flow -> [T, H, W, 3]."""
+    """Forward-warp one image [H, W, 3] by every frame of a [T, 2, H, W] flow -> [T, H, W, 3]. Moving pixels
+    are drawn in front of still ones (softmax splatting by speed), so a moved object stays opaque."""
     frames = flow.shape[0]
     src = image.permute(2, 0, 1).unsqueeze(0).expand(frames, -1, -1, -1).contiguous()
-    return forward_splat(src, flow.to(src.dtype), mode="avg").permute(0, 2, 3, 1)
+    speed = flow.to(src.dtype).norm(dim=1, keepdim=True)
+    metric = 20.0 * speed / speed.amax().clamp_min(1e-6)
+    return forward_splat(src, flow.to(src.dtype), mode="avg", metric=metric).permute(0, 2, 3, 1)

@@ -124,3 +124,15 @@ def test_unlabelled_tracks_belong_to_the_mask_holding_their_start():
     masks = torch.stack([box_mask(10, 10, 0, 5, 0, 5), box_mask(10, 10, 5, 10, 5, 10)])
     path = np.array([[[1.5, 1.5], [7.5, 8.5], [9.5, 1.5], [4.99, 4.99], [5.0, 5.0]]] * 2)
     assert fit.assign_objects(path, masks, None).tolist() == [0, 1, fit.CAMERA, 0, 1]
+
+
+def test_softmax_splatting_puts_the_faster_source_in_front():
+    x = torch.zeros(1, 1, 1, 4)
+    x[0, 0, 0, 0], x[0, 0, 0, 2] = 1.0, 5.0
+    flow = torch.zeros(1, 2, 1, 4)
+    flow[0, 0, 0, 0] = 2.0                               # pixel 0 moves onto pixel 2, which stays
+    plain = mf.forward_splat(x, flow)
+    assert plain[0, 0, 0, 2] == 3.0                      # "avg": the collision is averaged
+    metric = 20.0 * flow.norm(dim=1, keepdim=True) / 2.0
+    front = mf.forward_splat(x, flow, metric=metric)
+    assert abs(float(front[0, 0, 0, 2]) - 1.0) < 1e-6    # the moving source wins

@@ -1,0 +1,72 @@
+"""Specs of example workflows written with ui_builder (regenerate with ``write_examples``)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .ui_builder import build_workflow, ref
+
+SVD_XT = {"name": "svd_xt.safetensors", "directory": "checkpoints",
+          "url": "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt/resolve/main/svd_xt.safetensors?download=true"}
+SAM_B = {"name": "sam_vit_b_01ec64.pth", "directory": "sams",
+         "url": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"}
+
+# The trajectory example's still (orange ball, 512x512) scaled and centre-cropped to 1024x576: the ball
+# centre (0.30, 0.56) of 512 px lands at (307, 349) and its radius is about 133 px.
+POINTS = json.dumps({"version": 1, "width": 1024, "height": 576,
+                     "objects": [{"positive": [[307, 349]], "negative": [], "box": None}]})
+ARROWS = json.dumps({"version": 1, "width": 1024, "height": 576,
+                     "arrows": [{"object": 0, "points": [[307, 349], [520, 250], [720, 300]]}]})
+
+NOTE = """## Motion-I2V on SVD: arrows -> motion field -> motion-augmented temporal attention
+
+**Models:** `svd_xt.safetensors` in `models/checkpoints/`, SAM `sam_vit_b_01ec64.pth` in `models/sams/`.
+
+1. *Load Image*, scaled to the video size (1024x576).
+2. **Click to Mask (SAM):** click the object (left = object, right = background); one mask per object.
+3. **Arrows to Trajectories:** queue once so the editor shows the image and masks, then drag an arrow for each object (25 frames for SVD-XT).
+4. **Trajectories to Motion Field:** the training-free predictor fits each object's tracks (affine with 3+ tracks) into a dense flow from frame 0 to every frame; *Visualize Motion Field* shows it (colours) and the image warped by it before you sample.
+5. **Motion-Augmented Temporal Attention:** in every SVD temporal attention, frame 0's features are warped by the field and interleaved with the frames (Motion-I2V stage 2, no new weights). `strength` blends with the original attention.
+"""
+
+
+def motion_i2v_svd_spec() -> list[dict]:
+    return [
+        {"id": 1, "type": "LoadImage", "pos": (0, 0), "size": (300, 320), "inputs": {"image": "motionkit_arrows_example.png"}},
+        {"id": 2, "type": "ImageScale", "pos": (0, 380), "inputs": {
+            "image": ref(1), "upscale_method": "lanczos", "width": 1024, "height": 576, "crop": "center"}},
+        {"id": 3, "type": "MotionKitSAMLoader", "pos": (340, 0), "properties": {"models": [SAM_B]},
+         "inputs": {"model_name": SAM_B["name"]}},
+        {"id": 4, "type": "MotionKitClickToMask", "pos": (340, 140), "size": (420, 420), "inputs": {
+            "sam_model": ref(3), "image": ref(2), "points": POINTS}},
+        {"id": 5, "type": "MotionKitArrowsToTracks", "pos": (800, 0), "size": (440, 560), "inputs": {
+            "masks": ref(4, 0), "image": ref(2), "arrows": ARROWS, "num_frames": 25, "points_per_object": 8,
+            "seed": 0, "easing": "ease-in-out"}},
+        {"id": 6, "type": "MotionKitTracksToMotionField", "pos": (1280, 0), "inputs": {
+            "tracks": ref(5, 0), "masks": ref(4, 0), "boundary_softness": 4.0}},
+        {"id": 7, "type": "MotionKitVisualizeMotionField", "pos": (1280, 180), "inputs": {
+            "motion_field": ref(6), "image": ref(2), "max_magnitude": 0.0}},
+        {"id": 8, "type": "PreviewImage", "pos": (1280, 360), "size": (320, 260), "inputs": {"images": ref(7, 1)}},
+        {"id": 9, "type": "ImageOnlyCheckpointLoader", "pos": (0, 560), "properties": {"models": [SVD_XT]},
+         "inputs": {"ckpt_name": SVD_XT["name"]}},
+        {"id": 10, "type": "SVD_img2vid_Conditioning", "pos": (340, 620), "inputs": {
+            "clip_vision": ref(9, 1), "init_image": ref(2), "vae": ref(9, 2), "width": 1024, "height": 576,
+            "video_frames": 25, "motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.0}},
+        {"id": 11, "type": "VideoLinearCFGGuidance", "pos": (340, 900), "inputs": {"model": ref(9, 0), "min_cfg": 1.0}},
+        {"id": 12, "type": "MotionKitMotionAugmentedAttention", "pos": (800, 620), "inputs": {
+            "model": ref(11), "motion_field": ref(6), "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}},
+        {"id": 13, "type": "KSampler", "pos": (1280, 640), "size": (320, 270), "inputs": {
+            "model": ref(12), "seed": 42, "steps": 20, "cfg": 2.5, "sampler_name": "euler", "scheduler": "karras",
+            "positive": ref(10, 0), "negative": ref(10, 1), "latent_image": ref(10, 2), "denoise": 1.0}},
+        {"id": 14, "type": "VAEDecode", "pos": (1640, 640), "inputs": {"samples": ref(13), "vae": ref(9, 2)}},
+        {"id": 15, "type": "CreateVideo", "pos": (1640, 760), "inputs": {"images": ref(14), "fps": 8.0}},
+        {"id": 16, "type": "SaveVideo", "pos": (1640, 900), "size": (320, 300), "inputs": {
+            "video": ref(15), "filename_prefix": "video/MotionKit_motion_i2v", "format": "auto", "codec": "auto"}},
+        {"id": 17, "type": "MarkdownNote", "pos": (1640, 0), "size": (420, 520), "widgets_values": [NOTE]},
+    ]
+
+
+def write_examples(object_info: dict, directory: Path) -> list[Path]:
+    path = directory / "svd_motion_augmented.json"
+    path.write_text(json.dumps(build_workflow(motion_i2v_svd_spec(), object_info), indent=2) + "\n")
+    return [path]
