@@ -521,7 +521,8 @@ class SamPointEditor {
         ? (this.message || "Loading the image…")
         : "Connect a Load Image node to 'image' to click on it here, or queue the workflow once to show the image it gets.";
       this.drawMessage(ctx, w, h, text);
-      this.statusEl.textContent = this.formatError || "No image yet.";
+      this.statusEl.textContent = this.formatError
+        || (this.imageKey ? text : "No image yet: connect a Load Image node to 'image', or queue the workflow once.");
       return;
     }
     const W = this.image.naturalWidth;

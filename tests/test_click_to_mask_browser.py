@@ -1,0 +1,260 @@
+"""The point editor in the real ComfyUI frontend (headless Debian Chromium, Playwright) against a real ComfyUI
+server with MotionKit: load the example workflow, click on the image in the node, see SamPredictor's mask
+drawn over it, edit points (negative, new object, drag, delete), queue, and find the saved mask."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from motionkit_testing.comfy_session import PACK_DIRNAME
+from motionkit_testing.pack import pack_module
+from motionkit_testing.tiny_sam import (SAM_TEST_IMAGE, TINY_SAM_PTH, build_sam, ensure_tiny_sam, load_uint8,
+                                        predictor_masks)
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+msam = pack_module("sam")
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW = REPO / "example_workflows" / "click_to_mask.json"
+CHROMIUM = os.environ.get("MOTIONKIT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def reference_sam(server, base_dir):
+    ensure_tiny_sam(base_dir)
+    sam = build_sam(seed=None)
+    sam.load_state_dict(torch.load(base_dir / "models" / "sams" / TINY_SAM_PTH, weights_only=True))
+    return sam.eval()
+
+
+@pytest.fixture(scope="module")
+def page(server, reference_sam):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (set MOTIONKIT_CHROMIUM)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 900})
+        pg.motionkit_errors = []
+        pg.on("pageerror", lambda e: pg.motionkit_errors.append(f"{e}\n{e.stack}"))
+        pg.goto(server.url)
+        pg.wait_for_function("() => window.app && window.app.graph && window.LiteGraph && "
+                             "LiteGraph.registered_node_types['MotionKitClickToMask']", timeout=120_000)
+        pg.wait_for_timeout(1500)
+        close_dialogs(pg)  # the first-visit template browser covers the canvas
+        yield pg
+        browser.close()
+
+
+def close_dialogs(pg) -> None:
+    for _ in range(5):
+        if not pg.locator(".p-dialog").count():
+            return
+        pg.keyboard.press("Escape")
+        pg.wait_for_timeout(500)
+    raise AssertionError(f"a dialog stays open: {pg.locator('.p-dialog').first.inner_text()[:300]}")
+
+
+def our_errors(pg) -> list:
+    return [e for e in pg.motionkit_errors if "click_to_mask.js" in e or "sam_points.js" in e]
+
+
+EDITOR = "window.app.graph._nodes.find(n => n.type === 'MotionKitClickToMask').motionkitSamEditor"
+
+
+def editor_state(pg) -> dict:
+    return pg.evaluate(f"""() => {{ const e = {EDITOR}; return {{
+        status: e.root.dataset.status, maskCount: +(e.root.dataset.maskCount || 0),
+        maskPixels: +(e.root.dataset.maskPixels || -1), text: e.statusEl.textContent,
+        points: e.pointsWidget.value, inflight: e.inflight, seq: e.seq }}; }}""")
+
+
+def wait_for_masks(pg, count: int, points: str | None = None, timeout: float = 30.0) -> dict:
+    """Until the editor shows ``count`` masks for its current points (no request in flight)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = editor_state(pg)
+        if s["status"] == "ready" and not s["inflight"] and s["maskCount"] == count and \
+                (points is None or s["points"] == points):
+            return s
+        if s["status"] == "error":
+            raise AssertionError(f"the editor shows an error: {s['text']}")
+        pg.wait_for_timeout(100)
+    raise AssertionError(f"no {count} mask(s) in {timeout}s: {editor_state(pg)}")
+
+
+def client_xy(pg, x: float, y: float) -> tuple:
+    """Page coordinates of the centre of image pixel (x, y) inside the node's canvas."""
+    return tuple(pg.evaluate(f"""([x, y]) => {{
+        const e = {EDITOR}; const c = e.canvas; const r = c.getBoundingClientRect();
+        const s = r.width / c.clientWidth;
+        return [r.left + (e.fit.x + (x + 0.5) * e.fit.scale) * s, r.top + (e.fit.y + (y + 0.5) * e.fit.scale) * s];
+    }}""", [x, y]))
+
+
+def canvas_rgb(pg, x: int, y: int) -> np.ndarray:
+    """The editor canvas's colour at the centre of image pixel (x, y)."""
+    return np.array(pg.evaluate(f"""([x, y]) => {{
+        const e = {EDITOR}; const dpr = e.canvas.width / e.canvas.clientWidth;
+        const cx = (e.fit.x + (x + 0.5) * e.fit.scale) * dpr, cy = (e.fit.y + (y + 0.5) * e.fit.scale) * dpr;
+        return Array.from(e.canvas.getContext('2d').getImageData(Math.floor(cx), Math.floor(cy), 1, 1).data).slice(0, 3);
+    }}""", [x, y]), dtype=np.float64)
+
+
+def objects_of(points_text: str) -> list:
+    data = json.loads(points_text)
+    assert data["version"] == 1 and (data["width"], data["height"]) == (96, 64)
+    return data["objects"]
+
+
+def pixel_away_from(mask: np.ndarray, value: bool, points: list, min_dist: float = 4.0) -> tuple:
+    ys, xs = np.nonzero(mask == value)
+    for x, y in zip(xs, ys):
+        if all((x - px) ** 2 + (y - py) ** 2 > min_dist ** 2 for px, py in points):
+            return int(x), int(y)
+    raise AssertionError("no pixel to sample")
+
+
+def test_click_shows_the_mask_then_queue_saves_it(page, server, base_dir, reference_sam):
+    wf = json.loads(WORKFLOW.read_text())
+    node_id = {n["type"]: str(n["id"]) for n in wf["nodes"]}
+    image = load_uint8(base_dir / "input" / SAM_TEST_IMAGE)
+
+    # JS and Python agree on the colours and the format
+    js = page.evaluate(f"""async () => {{
+        const m = await import('/extensions/{PACK_DIRNAME}/js/sam_points.js');
+        const st = m.emptyState(); st.width = 96; st.height = 64;
+        st.objects = [{{positive: [[3, 4]], negative: [[5, 6]], box: null}}, m.emptyObject(),
+                      {{positive: [], negative: [], box: [1, 2, 30, 40]}}];
+        return {{palette: m.PALETTE, alpha: m.OVERLAY_ALPHA, text: m.stateToText(st)}}; }}""")
+    assert js["palette"] == [list(c) for c in msam.PALETTE] and js["alpha"] == msam.OVERLAY_ALPHA
+    parsed = msam.parse_points(js["text"], (96, 64))  # the empty object is not written
+    assert [(o.positive, o.negative, o.box) for o in parsed.objects] == [
+        (((3.0, 4.0),), ((5.0, 6.0),), None), ((), (), (1.0, 2.0, 30.0, 40.0))]
+
+    # Load the example workflow as saved, then pick the test image and the tiny SAM, as a user would.
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", wf)
+    page.wait_for_timeout(800)
+    dialogs = page.locator(".p-dialog").all_inner_texts()
+    # the frontend offers the example's SAM checkpoint for download (the loader's properties.models)
+    assert any("sam_vit_b_01ec64.pth" in d for d in dialogs), dialogs
+    close_dialogs(page)
+    assert editor_state(page)["status"] in ("no-image", "ready", "no-model")  # example.png is not in input/
+    page.evaluate(f"""() => {{
+        const g = window.app.graph;
+        g._nodes.find(n => n.type === 'LoadImage').widgets.find(w => w.name === 'image').value = '{SAM_TEST_IMAGE}';
+        g._nodes.find(n => n.type === 'MotionKitSAMLoader').widgets[0].value = '{TINY_SAM_PTH}';
+        window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [0, 0];
+        window.app.canvas.deselectAll?.(); g.setDirtyCanvas(true, true);
+    }}""")
+    page.wait_for_function(f"() => {EDITOR}.root.dataset.imageWidth === '96' && {EDITOR}.root.dataset.status === 'ready'",
+                           timeout=30_000)
+    assert editor_state(page)["points"] == ""
+
+    # 1. left click on the disc: one object, one positive point
+    page.mouse.click(*client_xy(page, 28, 32))
+    try:
+        s = wait_for_masks(page, 1)
+    except AssertionError:
+        page.screenshot(path="/tmp/motionkit_click_to_mask_failure.png")
+        raise
+    objs = objects_of(s["points"])
+    assert objs == [{"positive": [[28, 32]], "negative": [], "box": None}]
+    (want, _, _), = predictor_masks(reference_sam, image, objs)
+    assert s["maskPixels"] == int(want.sum())
+    # the overlay on the canvas is the mask: object colour blended at 50% inside, the image outside
+    color = np.round(np.array(msam.PALETTE[0]) * 255)
+    alpha = round(msam.OVERLAY_ALPHA * 255) / 255
+    xin, yin = pixel_away_from(want, True, [(28, 32)])
+    np.testing.assert_allclose(canvas_rgb(page, xin, yin), image[yin, xin] * (1 - alpha) + color * alpha, atol=2.5)
+    xout, yout = pixel_away_from(want, False, [(28, 32)])
+    np.testing.assert_allclose(canvas_rgb(page, xout, yout), image[yout, xout], atol=1.5)
+
+    # 2. right click: a negative point for the same object
+    page.mouse.click(*client_xy(page, 70, 30), button="right")
+    page.wait_for_function(f"() => {EDITOR}.pointsWidget.value.includes('[70,30]')", timeout=10_000)
+    s = wait_for_masks(page, 1)
+    objs = objects_of(s["points"])
+    assert objs == [{"positive": [[28, 32]], "negative": [[70, 30]], "box": None}]
+    (want, _, _), = predictor_masks(reference_sam, image, objs)
+    assert s["maskPixels"] == int(want.sum())
+
+    # 3. N starts a second object; its click gives a second mask
+    page.keyboard.press("n")
+    page.mouse.click(*client_xy(page, 69, 28))
+    s = wait_for_masks(page, 2)
+    objs = objects_of(s["points"])
+    assert len(objs) == 2 and objs[1] == {"positive": [[69, 28]], "negative": [], "box": None}
+
+    # 4. drag object 1's positive point to (16, 40); 5. right-click the negative point to delete it
+    page.mouse.move(*client_xy(page, 28, 32))
+    page.mouse.down()
+    page.mouse.move(*client_xy(page, 20, 36), steps=4)
+    page.mouse.move(*client_xy(page, 16, 40), steps=4)
+    page.mouse.up()
+    page.wait_for_function(f"() => {EDITOR}.pointsWidget.value.includes('[16,40]')", timeout=10_000)
+    page.mouse.click(*client_xy(page, 70, 30), button="right")  # right click on a point deletes it
+    page.wait_for_function(f"() => !{EDITOR}.pointsWidget.value.includes('[70,30]')", timeout=10_000)
+    s = wait_for_masks(page, 2)
+    objs = objects_of(s["points"])
+    assert objs == [{"positive": [[16, 40]], "negative": [], "box": None},
+                    {"positive": [[69, 28]], "negative": [], "box": None}]
+    expected = predictor_masks(reference_sam, image, objs)
+    assert s["maskPixels"] == sum(int(m.sum()) for m, _, _ in expected)
+
+    # The points are saved in the workflow and sent in the prompt; the canvas widget is not.
+    out = page.evaluate("""async () => {
+        const node = window.app.graph._nodes.find(n => n.type === 'MotionKitClickToMask');
+        const saved = window.app.graph.serialize().nodes.find(n => n.id === node.id);
+        const prompt = (await window.app.graphToPrompt()).output[String(node.id)];
+        return {saved: saved.widgets_values, inputs: prompt.inputs}; }""")
+    assert out["saved"] == [s["points"]]
+    assert sorted(out["inputs"]) == ["image", "points", "sam_model"] and out["inputs"]["points"] == s["points"]
+
+    # Queue from the page; the saved mask is the union of SamPredictor's masks for these points.
+    before = set(server.get("/history"))
+    page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+    deadline, entry = time.time() + 120, None
+    while time.time() < deadline and entry is None:
+        for pid, e in server.get("/history").items():
+            if pid not in before and e.get("status", {}).get("completed") is not None:
+                entry = e
+        time.sleep(0.3)
+    assert entry is not None and entry["status"]["status_str"] == "success", entry
+    (info,) = entry["outputs"][node_id["SaveImage"]]["images"]
+    saved = np.array(Image.open(base_dir / "output" / info["subfolder"] / info["filename"]))[..., 0] == 255
+    assert np.array_equal(saved, np.logical_or.reduce([m for m, _, _ in expected]))
+    assert entry["outputs"][node_id["MotionKitClickToMask"]]["motionkit_sam_image"][0]["type"] == "temp"  # handed back to the editor
+    assert not our_errors(page), our_errors(page)
+
+
+def test_before_an_image_the_node_says_what_is_needed(page):
+    out = page.evaluate("""async () => {
+        const node = LiteGraph.createNode('MotionKitClickToMask');
+        node.pos = [40, 700];
+        window.app.graph.add(node);
+        await new Promise(r => setTimeout(r, 800));
+        const e = node.motionkitSamEditor;
+        e.poll(); e.render();
+        const r = {status: e.root.dataset.status, text: e.statusEl.textContent,
+                   points: node.widgets.find(w => w.name === 'points'),
+                   widgets: node.widgets.map(w => [w.name, w.hidden === true, w.serialize !== false,
+                                                   !(w.options && w.options.serialize === false)])};
+        r.points = r.points.computeSize()[1];
+        window.app.graph.remove(node);
+        return r; }""")
+    assert out["status"] == "no-image" and "connect a Load Image node" in out["text"], out["text"]
+    # the data widget takes no room, is saved and sent; the editor widget is neither saved nor sent
+    assert out["widgets"] == [["points", True, True, True], ["sam_editor", False, False, False]]
+    assert out["points"] == -4
+    assert not our_errors(page), our_errors(page)
