@@ -12,6 +12,7 @@ _NODE_MODULES = (
     "trajectories",
     "click_to_mask",
     "trackadapter",
+    "motion_modules",
 )
 
 NODE_CLASS_MAPPINGS: dict = {}

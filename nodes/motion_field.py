@@ -13,6 +13,7 @@ from ..modules.field_fit import assign_objects, field_from_tracks
 from ..modules.tracks import EXTRAS_KEY, TrackInputError, TrackSet, read_tracks
 from ..modules.motion_field import (check_motion_field, flow_to_rgb, interleave_with_warped, make_motion_field,
                                     resize_flow, warp_image)
+from .motion_modules import augment_motion_modules, has_motion_modules
 from ._comfy import (MotionKitInputError, SigmaWindow, require_model, require_percent_window, require_range,
                      temporal_self_attention)
 
@@ -144,7 +145,10 @@ class MotionKitMotionAugmentedAttention:
         "self-attention (time_stack), frame 0's features are forward-warped to each frame by the motion field "
         "(resized to the layer's resolution) and interleaved with the real frames; each frame's queries then "
         "attend over that sequence with the layer's own projections (no new weights). Output = (1 - strength) "
-        "* original + strength * augmented, between start_percent and end_percent. Spatial attention is untouched.")
+        "* original + strength * augmented, between start_percent and end_percent. Spatial attention is untouched. "
+        "On SD1.5 with a motion module from 'Load Motion Module' (e.g. Motion-I2V's motion_block.bin) it acts on every "
+        "temporal attention of the motion modules, with their position encoding over the interleaved positions as "
+        "Motion-I2V does, so the video can have at most (encoding length + 1) / 2 frames (16 for v2).")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
@@ -152,7 +156,7 @@ class MotionKitMotionAugmentedAttention:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "A Stable Video Diffusion model."}),
+            "model": ("MODEL", {"tooltip": "A Stable Video Diffusion model, or SD1.5 + 'Load Motion Module'."}),
             "motion_field": (MOTION_FIELD, {"tooltip": "Dense flow from frame 0 to every frame."}),
             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
             "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001}),
@@ -164,6 +168,12 @@ class MotionKitMotionAugmentedAttention:
         field = require_motion_field(AUGMENTED, motion_field)
         strength = require_range(AUGMENTED, "strength", strength, 0.0, 1.0)
         start_percent, end_percent = require_percent_window(AUGMENTED, start_percent, end_percent)
+        if has_motion_modules(model):   # SD1.5 + motion modules: the modules' own temporal attention
+            patched = model.clone()
+            if strength > 0.0:
+                window = SigmaWindow(patched, start_percent, end_percent)
+                augment_motion_modules(patched, FlowPyramid(field["flow"]), strength, window)
+            return (patched,)
         sites = temporal_self_attention(model, AUGMENTED)
         patched = model.clone()
         if strength == 0.0:

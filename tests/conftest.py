@@ -62,3 +62,11 @@ def server(base_dir, comfy_path, tiny_ckpt):
     srv = cs.ComfyServer(base_dir, comfy_path)
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15(comfy, base_dir) -> dict:
+    """The tiny SD1.5 checkpoint, motion modules of every supported layout and a style LoRA (file names by
+    role: ckpt, lora, v1, v2, motion_i2v, fyc, zero); used by the motion-module and Still-Moving tests."""
+    from motionkit_testing.tiny_sd15 import write_assets
+    return write_assets(base_dir)

@@ -7,15 +7,20 @@ import importlib.util
 import sys
 from pathlib import Path
 
-_NAME = "motionkit_testing.tiny_models"
-if _NAME in sys.modules:
-    _tiny = sys.modules[_NAME]
-else:
-    _spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).resolve().parent.parent / "tiny_models.py")
-    _tiny = importlib.util.module_from_spec(_spec)
-    sys.modules[_NAME] = _tiny
-    _spec.loader.exec_module(_tiny)
-_tiny.register_tiny_models()
+
+def _harness_module(name: str):
+    """``motionkit_testing.<name>`` (the test process already imported it; the server loads it by path)."""
+    full = f"motionkit_testing.{name}"
+    if full not in sys.modules:
+        spec = importlib.util.spec_from_file_location(full, Path(__file__).resolve().parent.parent / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[full] = module
+        spec.loader.exec_module(module)
+    return sys.modules[full]
+
+
+_harness_module("tiny_models").register_tiny_models()
+_harness_module("tiny_sd15").register_tiny_sd15()
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
