@@ -176,6 +176,15 @@ def test_draw_an_arrow_queue_and_get_its_tracks(page, server):
         saved = page.evaluate(f"() => app.graph.serialize().nodes.find(n => n.type === '{NODE_TYPE}')")
         assert saved["widgets_values"] == [arrows_value(page), 14, 8, 0, "fixed", "ease-in-out"]
 
+        # Another file in Load Image: the editor shows it at once and drops the stale mask; the arrows
+        # stay as they are until the user edits them.
+        value = arrows_value(page)
+        page.evaluate("""() => { const n = app.graph._nodes.find(n => n.type === 'LoadImage');
+            const w = n.widgets.find(w => w.name === 'image'); w.value = 'motionkit_test.png'; w.callback?.(w.value); }""")
+        page.wait_for_function(f"""() => {{ app.canvas.setDirty(true, true); const s = {EDITOR}.state();
+            return s.background === 'upstream' && s.masks === 0; }}""", timeout=30_000)
+        assert editor_state(page)["size"] == [64, 64] and arrows_value(page) == value
+
 
 def test_bend_reverse_and_delete(page, server):
     with screenshot_on_failure(page, "edit"):

@@ -28,6 +28,16 @@ function viewUrl(ref) {
   return api.apiURL(`/view?${q}&rand=${Math.random()}`);
 }
 
+// Which file an image shows, ignoring cache-busting query parameters.
+function imageKey(src) {
+  try {
+    const q = new URL(src, window.location.href).searchParams;
+    return q.has("filename") ? `${q.get("type")}/${q.get("subfolder")}/${q.get("filename")}` : src;
+  } catch {
+    return src;
+  }
+}
+
 function loadImage(src) {
   return new Promise((resolve) => {
     const img = new Image();
@@ -200,16 +210,40 @@ class ArrowEditor {
   }
 
   // Before the first run: the image of an upstream Load Image node (or any node showing an image).
-  watchUpstreamImage() {
-    if (this.backgroundSrc === "run") return;
+  // After a run, a different upstream image (the user picked another file) replaces the stale run data.
+  // The upstream image: a Load Image-style node's file (read from its widget, so it works while that node
+  // is off screen and its preview is not loaded), else whatever image the node shows.
+  upstreamImage() {
     const slot = this.node.inputs?.findIndex((i) => i.name === "image");
     const upstream = slot >= 0 ? this.node.getInputNode?.(slot) : null;
-    const img = upstream?.imgs?.[0];
-    if (img && img.complete && img.naturalWidth && img !== this.background) {
-      this.background = img;
-      this.backgroundSrc = "upstream";
-      this.draw();
+    const widget = upstream?.widgets?.find((w) => w.name === "image" && typeof w.value === "string" && w.value);
+    if (widget) {
+      let name = widget.value, type = "input";
+      const annotated = name.match(/^(.*) \[(input|output|temp)\]$/);
+      if (annotated) [, name, type] = annotated;
+      const cut = name.lastIndexOf("/");
+      const ref = { filename: name.slice(cut + 1), subfolder: cut >= 0 ? name.slice(0, cut) : "", type };
+      return { key: `${type}/${ref.subfolder}/${ref.filename}`, src: viewUrl(ref) };
     }
+    const img = upstream?.imgs?.[0];
+    return img?.src ? { key: imageKey(img.src), src: img.src } : null;
+  }
+
+  async watchUpstreamImage() {
+    const ref = this.upstreamImage();
+    if (!ref || ref.key === this.upstreamSrc || ref.key === this.loadingKey) return;
+    this.loadingKey = ref.key; // one request per file, also when it fails
+    const img = await loadImage(ref.src);
+    if (!img || this.upstreamImage()?.key !== ref.key) return;
+    const first = this.upstreamSrc === undefined;
+    this.upstreamSrc = ref.key;
+    if (this.backgroundSrc === "run" && first) return; // the run's image is this one
+    this.background = img;
+    this.backgroundSrc = "upstream";
+    this.runSize = null;
+    this.runTracks = null;
+    this.masks = [];
+    this.draw();
   }
 
   // --- geometry between client, canvas and image pixels -------------------------------------------------
