@@ -312,3 +312,38 @@ def test_fewer_than_two_frames_is_rejected(comfy, images):
     with pytest.raises(ValueError) as excinfo:  # called directly (API users, other nodes), not only validated
         nodes.NODE_CLASS_MAPPINGS["MotionKitArrowsToTracks"]().build(torch.ones(1, 8, 8), doc([], 8, 8), 1, 4, 0, "linear")
     assert type(excinfo.value).__name__ == "MotionKitInputError" and "input 'num_frames'" in str(excinfo.value)
+
+
+# --- the example workflow, as saved, over HTTP -------------------------------------------------------
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_the_example_workflow_runs_as_saved(server, base_dir):
+    """example_workflows/arrows_to_trajectories.json through the real server: a 14-frame 512x512 video,
+    and the ball's tracks (the mask made by the core nodes) follow the saved arrow."""
+    import av
+    from pathlib import Path
+    write_example_image(base_dir / "input" / EXAMPLE_IMAGE)
+    wf = load_workflow(Path(__file__).resolve().parents[1] / "example_workflows" / "arrows_to_trajectories.json")
+    types = {n["type"] for n in wf["nodes"]}
+    assert {"LoadImage", "ImageToMask", "InvertMask", "ThresholdMask", "MotionKitArrowsToTracks",
+            "MotionKitVisualizeTracks", "CreateVideo", "SaveVideo"} <= types
+    prompt = ui_to_api(wf, server.get("/object_info"))
+    arrows_id = next(i for i, n in prompt.items() if n["class_type"] == "MotionKitArrowsToTracks")
+    saved_arrow = json.loads(prompt[arrows_id]["inputs"]["arrows"])["arrows"][0]
+    entry = server.run(prompt)
+
+    video = next(f for out in entry["outputs"].values() for f in out.get("images", []) if f["filename"].endswith(".mp4"))
+    with av.open(str(base_dir / "output" / video["subfolder"] / video["filename"])) as container:
+        frames = [(f.width, f.height) for f in container.decode(video=0)]
+    assert frames == [(512, 512)] * 14
+
+    ui = entry["outputs"][arrows_id]["motionkit_arrows"][0]
+    objects = np.array(ui["tracks"]["object"])
+    assert objects.tolist() == [0] * 8   # one mask (the ball), no camera arrow
+    ball = example_ball_mask()
+    for x, y in ui["tracks"]["start"]:
+        assert ball[int(y), int(x)]
+    pts = np.array(saved_arrow["points"], float)
+    moved = np.array(ui["tracks"]["end"]) - np.array(ui["tracks"]["start"])
+    np.testing.assert_allclose(moved, np.broadcast_to(pts[-1] - pts[0], moved.shape), atol=2e-3)
