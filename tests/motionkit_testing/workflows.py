@@ -45,11 +45,37 @@ def load_workflow(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-TINY_RUN = {"width": 64, "height": 64, "video_frames": 4, "steps": 2}
+TINY_RUN = {"width": 64, "height": 64, "video_frames": 4, "num_frames": 4, "steps": 2}
+
+
+def _rescale_document(text: str, width: int, height: int) -> str:
+    """A MotionKit points/arrows JSON document (``version``, ``width``, ``height``) redrawn at another
+    size: every [x, y] pair scaled, so it keeps pointing at the same places of the resized image."""
+    try:
+        doc = json.loads(text)
+    except (TypeError, ValueError):
+        return text
+    if not (isinstance(doc, dict) and "version" in doc and "width" in doc and "height" in doc):
+        return text
+    sx, sy = width / doc["width"], height / doc["height"]
+
+    def scale(value):
+        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+            return [value[0] * sx, value[1] * sy]
+        if isinstance(value, list) and len(value) == 4 and all(isinstance(v, (int, float)) for v in value):
+            return [value[0] * sx, value[1] * sy, value[2] * sx, value[3] * sy]   # a box
+        if isinstance(value, list):
+            return [scale(v) for v in value]
+        if isinstance(value, dict):
+            return {k: scale(v) for k, v in value.items()}
+        return value
+    body = {k: scale(v) for k, v in doc.items() if k not in ("version", "width", "height")}
+    return json.dumps({"version": doc["version"], "width": width, "height": height, **body})
 
 
 def adapt_to_tiny_models(prompt: dict, ckpt: str, image: str | None = None, run: dict = TINY_RUN) -> dict:
-    """Point an API prompt at the tiny random test checkpoint and shrink it to tiny sizes (a copy)."""
+    """Point an API prompt at the tiny random test checkpoint and shrink it to tiny sizes (a copy); pixel
+    documents (click points, arrows) are rescaled to the tiny image."""
     out = json.loads(json.dumps(prompt))
     for node in out.values():
         inputs = node["inputs"]
@@ -60,4 +86,7 @@ def adapt_to_tiny_models(prompt: dict, ckpt: str, image: str | None = None, run:
         for key, value in run.items():
             if key in inputs and not isinstance(inputs[key], list):
                 inputs[key] = value
+        for key, value in inputs.items():
+            if isinstance(value, str) and value.lstrip().startswith("{"):
+                inputs[key] = _rescale_document(value, run["width"], run["height"])
     return out
