@@ -478,3 +478,22 @@ def test_both_modes_run_through_the_executor_with_clone_isolation(comfy, tiny_ck
     assert torch.equal(saved_latent(base_dir, zero), executor_baseline)
     noop = comfy.run(trackadapter_prompt(tiny_ckpt, "ta_zero_init", "e2e_zero_init.safetensors", lambda_bg=1.0))
     assert torch.equal(saved_latent(base_dir, noop), executor_baseline)
+
+
+def test_the_training_free_example_workflow():
+    """The example (run over HTTP on the tiny models by tests/test_example_workflows.py) is the training-free
+    mode: the TrackAdapter node's track_adapter input is left unconnected, its tracks come from Arrows to
+    Trajectories, and it sits between the SVD model and the sampler."""
+    import json
+    from pathlib import Path
+    wf = json.loads((Path(__file__).resolve().parents[1] / "example_workflows" / "svd_trackadapter_training_free.json").read_text())
+    by_id = {n["id"]: n for n in wf["nodes"]}
+    links = {link[0]: link for link in wf["links"]}
+    (ta,) = [n for n in wf["nodes"] if n["type"] == APPLY_ID]
+    slots = {i["name"]: i for i in ta["inputs"]}
+    assert slots["track_adapter"]["link"] is None and LOADER_ID not in {n["type"] for n in wf["nodes"]}
+    assert by_id[links[slots["tracks"]["link"]][1]]["type"] == "MotionKitArrowsToTracks"
+    assert by_id[links[slots["model"]["link"]][1]]["type"] == "VideoLinearCFGGuidance"
+    sampler = by_id[links[ta["outputs"][0]["links"][0]][3]]
+    assert sampler["type"] == "KSampler"
+    assert ta["widgets_values"] == [0.4, 0.1, 1.0, 0.0, 1.0]      # lambda_bg, tau, strength, start, end
