@@ -11,6 +11,7 @@ _NODE_MODULES = (
     "motion_field",
     "trajectories",
     "click_to_mask",
+    "motion_i2v_flow",
     "trackadapter",
     "motion_modules",
 )

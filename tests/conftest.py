@@ -70,3 +70,13 @@ def tiny_sd15(comfy, base_dir) -> dict:
     role: ckpt, lora, v1, v2, motion_i2v, fyc, zero); used by the motion-module and Still-Moving tests."""
     from motionkit_testing.tiny_sd15 import write_assets
     return write_assets(base_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_motion_i2v(base_dir) -> str:
+    """A tiny Motion-I2V stage-1 folder (the Hugging Face repository's file layout, seeded random weights)
+    as models/motion_i2v/Motion-I2V, the folder name the example workflow uses; used by the Motion-I2V
+    stage-1 tests and the example-workflow run."""
+    from motionkit_testing.tiny_motion_i2v import tiny_parts, write_model_folder
+    write_model_folder(base_dir / "models" / "motion_i2v" / "Motion-I2V", tiny_parts(seed=0))
+    return "Motion-I2V"

@@ -145,7 +145,8 @@ def _decode(path: Path) -> tuple[int, tuple[int, int]]:
 @pytest.mark.server
 @pytest.mark.slow
 @pytest.mark.parametrize("path", WORKFLOWS, ids=IDS)
-def test_workflow_runs_on_the_tiny_models_through_http(path, server, base_dir, tiny_ckpt, object_info):
+def test_workflow_runs_on_the_tiny_models_through_http(path, server, base_dir, tiny_ckpt, tiny_motion_i2v,
+                                                       object_info):
     wf = load_workflow(path)
     reason = _skip_reason(wf)
     if reason:
@@ -199,7 +200,7 @@ _LOAD_AND_EXPORT = """async (wf) => {
         origin.connect(oslot, reroute, 0);
         reroute.connect(0, target, tslot);
     }
-    const seeded = g._nodes.find(n => (n.inputs || []).some(i => i.name === 'seed' && i.widget));
+    const seeded = g._nodes.find(n => n.mode !== 4 && (n.inputs || []).some(i => i.name === 'seed' && i.widget));
     if (seeded) {
         const primitive = LiteGraph.createNode('PrimitiveNode');
         g.add(primitive);
