@@ -18,8 +18,8 @@ import comfy.model_management as mm
 import comfy.model_patcher
 import folder_paths
 
-from ..modules.sam import (OFFICIAL_CHECKPOINTS, EmbeddingCache, Prompts, SamConfig, compute_embedding,
-                           embedding_memory_bytes, image_digest, load_state_dict_file, predict_object,
+from ..modules.sam import (OFFICIAL_CHECKPOINTS, LRUCache, Prompts, SamConfig, compute_embedding,
+                           embedding_memory_bytes, load_state_dict_file, predict_object,
                            sam_from_state_dict)
 
 log = logging.getLogger("MotionKit")
@@ -144,7 +144,11 @@ def load_sam_model(name: str) -> SAMModel:
 # --- running SAM ------------------------------------------------------------------------------------------
 
 SAM_LOCK = threading.RLock()           # one SAM computation at a time (executor thread or route worker)
-EMBEDDINGS = EmbeddingCache(max_entries=8)
+EMBEDDINGS = LRUCache(max_entries=8)
+# An object's mask per (model, image, prompt): with several objects, a click re-runs only the edited one.
+# Masks are one byte per pixel; images above MASK_CACHE_PIXELS are not cached (at most 16 x 4 MB).
+OBJECT_MASKS = LRUCache(max_entries=16)
+MASK_CACHE_PIXELS = 4 * 1024 * 1024
 
 
 @dataclass
@@ -154,32 +158,41 @@ class SamRun:
     embedding_ms: float
     decoder_ms: float
     digest: str = ""
+    load_ms: float = 0.0               # model management: putting SAM on its device
+    masks_reused: int = 0              # objects whose prompt (on this model and image) was decoded before
 
 
-def run_sam(model: SAMModel, image: np.ndarray, prompts: Prompts, *, load_model: bool = True,
-            on_step: Optional[Callable[[], None]] = None) -> SamRun:
-    """Masks for every object of ``prompts`` on a uint8 RGB ``image``: the image embedding comes from the
-    cache (computed once per model and image content), each object runs only the prompt encoder and the
-    mask decoder. ``load_model`` asks ComfyUI's model management to put SAM on its device first."""
-    digest = image_digest(image)
+def run_sam(model: SAMModel, digest: str, pixels: Callable[[], np.ndarray], prompts: Prompts, *,
+            load_model: bool = True, on_step: Optional[Callable[[], None]] = None) -> SamRun:
+    """Masks for every object of ``prompts`` on the image whose content hash is ``digest``: the image
+    embedding comes from the cache (computed once per model and image content, from ``pixels()``, the
+    uint8 RGB image, which is only called then), and each object runs only the prompt encoder and the mask
+    decoder. ``load_model`` asks ComfyUI's model management to put SAM on its device first."""
     key = (model.key, digest)
     with SAM_LOCK:
+        t_load = time.perf_counter()
         if load_model:
             need = 0 if key in EMBEDDINGS else embedding_memory_bytes(model.config)
             mm.load_models_gpu([model.patcher], memory_required=need, force_full_load=True)
         sam = model.sam
         t0 = time.perf_counter()
-        embedding, cached = EMBEDDINGS.get_or_compute(key, lambda: compute_embedding(sam, image))
+        embedding, cached = EMBEDDINGS.get_or_compute(key, lambda: compute_embedding(sam, pixels()))
         t1 = time.perf_counter()
         if on_step is not None:
             on_step()
-        masks = []
+        masks, reused = [], 0
+        cache_masks = embedding.original_size[0] * embedding.original_size[1] <= MASK_CACHE_PIXELS
         for obj in prompts.objects:
-            masks.append(predict_object(sam, embedding, obj))
+            if cache_masks:
+                mask, hit = OBJECT_MASKS.get_or_compute(key + (obj,), lambda: predict_object(sam, embedding, obj))
+            else:
+                mask, hit = predict_object(sam, embedding, obj), False
+            masks.append(mask)
+            reused += hit
             if on_step is not None:
                 on_step()
         t2 = time.perf_counter()
-    return SamRun(masks, cached, (t1 - t0) * 1e3, (t2 - t1) * 1e3, digest)
+    return SamRun(masks, cached, (t1 - t0) * 1e3, (t2 - t1) * 1e3, digest, (t0 - t_load) * 1e3, reused)
 
 
 def masks_tensor(masks: list, height: int, width: int) -> torch.Tensor:

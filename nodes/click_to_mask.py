@@ -7,7 +7,7 @@ import comfy.model_management as mm
 import comfy.utils
 import folder_paths
 
-from ..modules.sam import POINTS_FORMAT, PointsError, draw_masks, image_to_uint8, parse_points
+from ..modules.sam import POINTS_FORMAT, PointsError, draw_masks, image_digest, image_to_uint8, parse_points
 from . import sam_preview
 from ._comfy import MotionKitInputError
 from ._sam import (SAMS, CheckpointError, SAMModel, checkpoint_path, load_sam_model, masks_tensor,
@@ -120,7 +120,7 @@ class MotionKitClickToMask:
             mm.throw_exception_if_processing_interrupted()
             progress.update(1)
 
-        run = run_sam(model, pixels, prompts, on_step=step)
+        run = run_sam(model, image_digest(pixels), lambda: pixels, prompts, on_step=step)
         masks = masks_tensor(run.masks, height, width)
         union = masks.amax(dim=0, keepdim=True)
         preview = draw_masks(frame.to(masks.device, torch.float32), masks)[None].clamp(0, 1)

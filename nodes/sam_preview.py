@@ -9,9 +9,9 @@ Request (JSON)::
 
 Answer 200::
 
-    {"version": 1, "width": W, "height": H, "embedding": "cached" | "computed",
+    {"version": 1, "width": W, "height": H, "embedding": "cached" | "computed", "masks_reused": n,
      "masks": [{"png": "<base64 1-bit PNG, W x H>", "score": iou, "area": pixels, "candidates": 3 | 1}],
-     "timing_ms": {"embedding": .., "decoder": .., "total": ..}}
+     "timing_ms": {"load_model": .., "embedding": .., "decoder": .., "total": ..}}
 
 Every field is validated and sized; a bad request gets 400 ``{"error": reason, "field": name}``. Images are
 only read from ComfyUI's input, temp and output folders, by name: no absolute paths, no ``..``.
@@ -24,13 +24,14 @@ import io
 import logging
 import os
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 import folder_paths
 
-from ..modules.sam import MAX_POINTS_CHARS, PointsError, parse_points
+from ..modules.sam import MAX_POINTS_CHARS, PointsError, image_digest, parse_points
 from ._sam import SAMS, CheckpointError, load_sam_model, model_downloads, run_sam
 
 log = logging.getLogger("MotionKit")
@@ -105,6 +106,28 @@ def load_image_uint8(path: str) -> np.ndarray:
         raise BadRequest("image", f"is not an image that can be read ({type(e).__name__}).") from None
 
 
+_IMAGE_IDS: OrderedDict = OrderedDict()  # (path, size, mtime_ns) -> (content digest, width, height)
+_IMAGE_IDS_MAX = 64
+
+
+def _image_identity(path: str) -> tuple:
+    """``(digest, width, height, pixels)`` of an image file. Files seen before (same path, size and
+    modification time) are not decoded again: on a click whose embedding is cached, the pixels are never
+    needed, and ``pixels()`` decodes the file only if they are."""
+    stat = os.stat(path)
+    file_key = (path, stat.st_size, stat.st_mtime_ns)
+    known = _IMAGE_IDS.get(file_key)
+    if known is not None:
+        _IMAGE_IDS.move_to_end(file_key)
+        return (*known, lambda: load_image_uint8(path))
+    image = load_image_uint8(path)
+    known = (image_digest(image), image.shape[1], image.shape[0])
+    _IMAGE_IDS[file_key] = known
+    while len(_IMAGE_IDS) > _IMAGE_IDS_MAX:
+        _IMAGE_IDS.popitem(last=False)
+    return (*known, lambda: image)
+
+
 def mask_png_base64(mask: np.ndarray) -> str:
     """A bool (H, W) mask as a 1-bit PNG, base64."""
     from PIL import Image
@@ -130,8 +153,7 @@ def preview(body, load_model: bool = True) -> dict:
         raise BadRequest("points", "must be the points JSON (text or object).")
     if isinstance(points, str) and len(points) > MAX_POINTS_CHARS:
         raise BadRequest("points", f"is longer than {MAX_POINTS_CHARS} characters.")
-    image = load_image_uint8(path)
-    height, width = image.shape[:2]
+    digest, width, height, pixels = _image_identity(path)
     try:
         prompts = parse_points(points, (width, height))
     except PointsError as e:
@@ -140,14 +162,15 @@ def preview(body, load_model: bool = True) -> dict:
         model = load_sam_model(name)
     except CheckpointError as e:
         raise BadRequest("sam_model", f"{e.problem} {e.fix}") from None
-    run = run_sam(model, image, prompts, load_model=load_model)
+    run = run_sam(model, digest, pixels, prompts, load_model=load_model)
     masks = [m.mask.numpy() for m in run.masks]
     return {
         "version": 1, "width": width, "height": height,
-        "embedding": "cached" if run.embedding_cached else "computed",
+        "embedding": "cached" if run.embedding_cached else "computed", "masks_reused": run.masks_reused,
         "masks": [{"png": mask_png_base64(m), "score": r.score, "area": int(m.sum()), "candidates": r.candidates}
                   for m, r in zip(masks, run.masks)],
-        "timing_ms": {"embedding": round(run.embedding_ms, 2), "decoder": round(run.decoder_ms, 2),
+        "timing_ms": {"load_model": round(run.load_ms, 2), "embedding": round(run.embedding_ms, 2),
+                      "decoder": round(run.decoder_ms, 2),
                       "total": round((time.perf_counter() - t0) * 1e3, 2)},
     }
 

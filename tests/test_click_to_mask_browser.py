@@ -252,9 +252,17 @@ def test_before_an_image_the_node_says_what_is_needed(page):
                                                    !(w.options && w.options.serialize === false)])};
         r.points = r.points.computeSize()[1];
         window.app.graph.remove(node);
+        const loader = LiteGraph.createNode('MotionKitSAMLoader');
+        window.app.graph.add(loader);
+        await new Promise(r => setTimeout(r, 800));
+        r.loaderModels = loader.properties.models;
+        window.app.graph.remove(loader);
         return r; }""")
     assert out["status"] == "no-image" and "connect a Load Image node" in out["text"], out["text"]
     # the data widget takes no room, is saved and sent; the editor widget is neither saved nor sent
     assert out["widgets"] == [["points", True, True, True], ["sam_editor", False, False, False]]
     assert out["points"] == -4
+    # a new loader node carries the download metadata the missing-models dialog reads from saved workflows
+    assert {"name": "sam_vit_b_01ec64.pth", "directory": "sams",
+            "url": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"} in out["loaderModels"]
     assert not our_errors(page), our_errors(page)

@@ -178,7 +178,7 @@ def test_image_to_uint8_returns_the_bytes_load_image_read():
 
 
 def test_embedding_cache_is_an_lru_keyed_by_model_and_content():
-    cache = msam.EmbeddingCache(max_entries=2)
+    cache = msam.LRUCache(max_entries=2)
     made = []
 
     def make(tag):

@@ -74,6 +74,20 @@ def test_preview_masks_equal_sam_predictor_and_the_second_click_is_cached(sam_se
     assert all(a["timing_ms"]["total"] > 0 for a in answers)
 
 
+def test_a_click_on_one_object_decodes_only_that_object(sam_server, base_dir, reference_sam):
+    pixels = fresh_image(base_dir, "motionkit_route_c.png", 13)
+    fixed = [{"positive": [[28, 32]]}, {"positive": [[69, 28]], "negative": [[69, 5]]}]
+    reused = []
+    for click in ([[10, 50]], [[12, 50]], [[12, 52]]):  # the user keeps editing the third object
+        objects = fixed + [{"positive": click}]
+        status, out = sam_server.post(ROUTE, body(points_json(objects), filename="motionkit_route_c.png"))
+        assert status == 200, out
+        reused.append(out["masks_reused"])
+        for got, (want, _, _) in zip(out["masks"], predictor_masks(reference_sam, pixels, objects)):
+            assert np.array_equal(decode(got["png"]), want)
+    assert reused == [0, 2, 2]
+
+
 def test_points_may_be_sent_decoded_and_safetensors_models_work(sam_server, base_dir, reference_sam):
     objects = [{"positive": [[16, 40]]}]
     status, out = sam_server.post(ROUTE, body(json.loads(points_json(objects)), model=TINY_SAM_SAFETENSORS))
