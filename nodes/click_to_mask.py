@@ -77,6 +77,20 @@ def first_frame(image) -> torch.Tensor:
     return image[0, :, :, :3]
 
 
+EDITOR_IMAGE_EVENT = "motionkit.sam_image"
+
+
+def show_in_editor(unique_id, image_ref: dict) -> None:
+    """Tell the node's editor (web/js/click_to_mask.js) which frame the node is segmenting."""
+    try:
+        from server import PromptServer
+        server = PromptServer.instance
+    except (ImportError, AttributeError):
+        return
+    if unique_id is not None:
+        server.send_sync(EDITOR_IMAGE_EVENT, {"node": str(unique_id), "image": image_ref})
+
+
 class MotionKitClickToMask:
     DESCRIPTION = (
         "Segments objects in the first frame of 'image' with SAM from clicked points. In the node, left-click "
@@ -103,30 +117,35 @@ class MotionKitClickToMask:
                 "default": "", "multiline": False, "dynamicPrompts": False,
                 "tooltip": "Written by the point editor in the node. JSON: " + POINTS_FORMAT
                            + ", or a KJNodes Points Editor coordinate string."}),
-        }}
+        }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
-    def segment(self, sam_model, image, points):
+    def segment(self, sam_model, image, points, unique_id=None):
         model = require_sam(sam_model)
         frame = first_frame(image)
         height, width = int(frame.shape[0]), int(frame.shape[1])
+        pixels = image_to_uint8(frame)
+        digest = image_digest(pixels)
+        # The editor gets the frame before the points are checked: when the image does not come straight
+        # from a Load Image node, the first run (with no points yet) is how the user gets to see it.
+        editor_image = save_editor_image(pixels, digest)
+        show_in_editor(unique_id, editor_image)
         try:
             prompts = parse_points(points, (width, height))
         except PointsError as e:
             raise MotionKitInputError(NODE, "points", e.problem, e.fix) from None
-        pixels = image_to_uint8(frame)
-        progress = comfy.utils.ProgressBar(1 + len(prompts.objects))
+        progress = comfy.utils.ProgressBar(1 + len(prompts.objects), node_id=unique_id)
 
         def step():
             mm.throw_exception_if_processing_interrupted()
             progress.update(1)
 
-        run = run_sam(model, image_digest(pixels), lambda: pixels, prompts, on_step=step)
+        run = run_sam(model, digest, lambda: pixels, prompts, on_step=step)
         masks = masks_tensor(run.masks, height, width)
         union = masks.amax(dim=0, keepdim=True)
         preview = draw_masks(frame.to(masks.device, torch.float32), masks)[None].clamp(0, 1)
         ui = {
             # The exact frame, for the editor when the image does not come straight from a Load Image node.
-            "motionkit_sam_image": [save_editor_image(pixels, run.digest)],
+            "motionkit_sam_image": [editor_image],
             "motionkit_sam": [{"width": width, "height": height, "embedding_cached": run.embedding_cached,
                                "scores": [m.score for m in run.masks]}],
         }

@@ -111,6 +111,19 @@ def canvas_rgb(pg, x: int, y: int) -> np.ndarray:
     }}""", [x, y]), dtype=np.float64)
 
 
+def queue_from_page(pg, server, timeout: float = 120.0) -> dict:
+    """Queue the page's graph (as the Run button does) and wait for its history entry."""
+    before = set(server.get("/history"))
+    pg.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for pid, e in server.get("/history").items():
+            if pid not in before and e.get("status", {}).get("completed") is not None:
+                return e
+        time.sleep(0.3)
+    raise AssertionError(f"the queued prompt did not finish in {timeout}s")
+
+
 def objects_of(points_text: str) -> list:
     data = json.loads(points_text)
     assert data["version"] == 1 and (data["width"], data["height"]) == (96, 64)
@@ -222,15 +235,8 @@ def test_click_shows_the_mask_then_queue_saves_it(page, server, base_dir, refere
     assert sorted(out["inputs"]) == ["image", "points", "sam_model"] and out["inputs"]["points"] == s["points"]
 
     # Queue from the page; the saved mask is the union of SamPredictor's masks for these points.
-    before = set(server.get("/history"))
-    page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
-    deadline, entry = time.time() + 120, None
-    while time.time() < deadline and entry is None:
-        for pid, e in server.get("/history").items():
-            if pid not in before and e.get("status", {}).get("completed") is not None:
-                entry = e
-        time.sleep(0.3)
-    assert entry is not None and entry["status"]["status_str"] == "success", entry
+    entry = queue_from_page(page, server)
+    assert entry["status"]["status_str"] == "success", entry
     (info,) = entry["outputs"][node_id["SaveImage"]]["images"]
     saved = np.array(Image.open(base_dir / "output" / info["subfolder"] / info["filename"]))[..., 0] == 255
     assert np.array_equal(saved, np.logical_or.reduce([m for m, _, _ in expected]))
@@ -265,4 +271,54 @@ def test_before_an_image_the_node_says_what_is_needed(page):
     # a new loader node carries the download metadata the missing-models dialog reads from saved workflows
     assert {"name": "sam_vit_b_01ec64.pth", "directory": "sams",
             "url": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"} in out["loaderModels"]
+    assert not our_errors(page), our_errors(page)
+
+
+def test_without_a_load_image_upstream_the_first_run_shows_the_frame(page, server, base_dir, reference_sam):
+    """Load Image -> Image Flip -> Click to Mask: the editor cannot show the file, so it asks for a run; the
+    run fails for want of points but hands the editor the flipped frame, on which the clicks then work."""
+    flipped = np.ascontiguousarray(load_uint8(base_dir / "input" / SAM_TEST_IMAGE)[::-1])
+    page.evaluate(f"""async () => {{
+        const g = window.app.graph; g.clear();
+        const add = (type, pos) => {{ const n = LiteGraph.createNode(type); g.add(n); n.pos = pos; return n; }};
+        const img = add('LoadImage', [20, 20]);
+        img.widgets.find(w => w.name === 'image').value = '{SAM_TEST_IMAGE}';
+        const flip = add('ImageFlip', [20, 420]);
+        flip.widgets.find(w => w.name === 'flip_method').value = 'x-axis: vertically';
+        const sam = add('MotionKitSAMLoader', [20, 560]);
+        sam.widgets[0].value = '{TINY_SAM_PTH}';
+        const ctm = add('MotionKitClickToMask', [380, 20]);
+        const m2i = add('MaskToImage', [900, 20]);
+        const save = add('SaveImage', [900, 120]);
+        save.widgets.find(w => w.name === 'filename_prefix').value = 'motionkit_browser/flipped';
+        img.connect(0, flip, 0); flip.connect(0, ctm, ctm.findInputSlot('image'));
+        sam.connect(0, ctm, ctm.findInputSlot('sam_model'));
+        ctm.connect(1, m2i, 0); m2i.connect(0, save, 0);
+        window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [0, 0];
+        g.setDirtyCanvas(true, true);
+        await new Promise(r => setTimeout(r, 800)); }}""")
+    s = editor_state(page)
+    assert s["status"] == "no-image" and "queue the workflow once" in s["text"], s
+
+    failed = queue_from_page(page, server)
+    assert failed["status"]["status_str"] == "error"
+    error = next(m[1] for m in failed["status"]["messages"] if m[0] == "execution_error")
+    assert error["node_type"] == "MotionKitClickToMask" and "there are no points yet" in error["exception_message"]
+    page.wait_for_function(f"() => {EDITOR}.root.dataset.imageWidth === '96' && {EDITOR}.root.dataset.status === 'ready'",
+                           timeout=30_000)
+    close_dialogs(page)  # the frontend's execution-error dialog
+
+    page.mouse.click(*client_xy(page, 28, 32))
+    s = wait_for_masks(page, 1)
+    objs = objects_of(s["points"])
+    assert objs == [{"positive": [[28, 32]], "negative": [], "box": None}]
+    (want, _, _), = predictor_masks(reference_sam, flipped, objs)
+    assert s["maskPixels"] == int(want.sum())
+
+    entry = queue_from_page(page, server)
+    assert entry["status"]["status_str"] == "success", entry
+    save_id = page.evaluate("() => String(window.app.graph._nodes.find(n => n.type === 'SaveImage').id)")
+    (info,) = entry["outputs"][save_id]["images"]
+    saved = np.array(Image.open(base_dir / "output" / info["subfolder"] / info["filename"]))[..., 0] == 255
+    assert np.array_equal(saved, want)
     assert not our_errors(page), our_errors(page)

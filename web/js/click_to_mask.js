@@ -207,10 +207,11 @@ class SamPointEditor {
     img.src = viewUrl(ref, Date.now());
   }
 
+  /** The frame the node segmented in its last run (a temp PNG named by its content hash). */
   setLastOutput(ref) {
+    if (refKey(ref) === refKey(this.lastOutput)) return;
     this.lastOutput = ref;
-    this.imageKey = "\u0000"; // re-check on the next poll
-    this.poll();
+    this.poll(); // reloads only if the last output is what the editor shows (no Load Image upstream)
   }
 
   // --- state --------------------------------------------------------------------------------------------
@@ -665,6 +666,13 @@ function samDownloads() {
 
 app.registerExtension({
   name: "MotionKit.ClickToMask",
+  setup() {
+    // Sent by the node before it checks the points, so a failed first run still shows the image.
+    api.addEventListener("motionkit.sam_image", ({ detail }) => {
+      const node = detail && app.graph && app.graph.getNodeById(detail.node);
+      node?.motionkitSamEditor?.setLastOutput(detail.image);
+    });
+  },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name === NODE_TYPE) {
       const onNodeCreated = nodeType.prototype.onNodeCreated;
