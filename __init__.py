@@ -14,6 +14,7 @@ _NODE_MODULES = (
     "motion_i2v_flow",
     "trackadapter",
     "motion_modules",
+    "still_moving",
 )
 
 NODE_CLASS_MAPPINGS: dict = {}
