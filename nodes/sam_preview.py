@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import logging
 import os
 import time
@@ -200,14 +201,13 @@ def register_routes() -> bool:
         return web.json_response({"error": reason, "field": field}, status=status)
 
     @server.routes.post(PREVIEW_ROUTE)
-    async def sam_preview(request):
+    async def preview_handler(request):
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return bad("body", f"is larger than {MAX_BODY_BYTES} bytes.")
         raw = await request.content.read(MAX_BODY_BYTES + 1)
         if len(raw) > MAX_BODY_BYTES:
             return bad("body", f"is larger than {MAX_BODY_BYTES} bytes.")
         try:
-            import json
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             return bad("body", "is not JSON.")
@@ -222,7 +222,7 @@ def register_routes() -> bool:
         return web.json_response(result)
 
     @server.routes.get(MODELS_ROUTE)
-    async def sam_models(request):
+    async def models_handler(request):
         return web.json_response({"version": 1, "folder": SAMS, "files": folder_paths.get_filename_list(SAMS),
                                   "downloads": model_downloads()})
 

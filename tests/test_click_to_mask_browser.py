@@ -70,6 +70,7 @@ def our_errors(pg) -> list:
 
 
 EDITOR = "window.app.graph._nodes.find(n => n.type === 'MotionKitClickToMask').motionkitSamEditor"
+IMAGE_SHOWN = f"() => {EDITOR}.root.dataset.imageWidth === '96' && {EDITOR}.root.dataset.status === 'ready'"
 
 
 def editor_state(pg) -> dict:
@@ -107,7 +108,8 @@ def canvas_rgb(pg, x: int, y: int) -> np.ndarray:
     return np.array(pg.evaluate(f"""([x, y]) => {{
         const e = {EDITOR}; const dpr = e.canvas.width / e.canvas.clientWidth;
         const cx = (e.fit.x + (x + 0.5) * e.fit.scale) * dpr, cy = (e.fit.y + (y + 0.5) * e.fit.scale) * dpr;
-        return Array.from(e.canvas.getContext('2d').getImageData(Math.floor(cx), Math.floor(cy), 1, 1).data).slice(0, 3);
+        const px = e.canvas.getContext('2d').getImageData(Math.floor(cx), Math.floor(cy), 1, 1).data;
+        return Array.from(px).slice(0, 3);
     }}""", [x, y]), dtype=np.float64)
 
 
@@ -170,8 +172,7 @@ def test_click_shows_the_mask_then_queue_saves_it(page, server, base_dir, refere
         window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [0, 0];
         window.app.canvas.deselectAll?.(); g.setDirtyCanvas(true, true);
     }}""")
-    page.wait_for_function(f"() => {EDITOR}.root.dataset.imageWidth === '96' && {EDITOR}.root.dataset.status === 'ready'",
-                           timeout=30_000)
+    page.wait_for_function(IMAGE_SHOWN, timeout=30_000)
     assert editor_state(page)["points"] == ""
 
     # 1. left click on the disc: one object, one positive point
@@ -240,7 +241,8 @@ def test_click_shows_the_mask_then_queue_saves_it(page, server, base_dir, refere
     (info,) = entry["outputs"][node_id["SaveImage"]]["images"]
     saved = np.array(Image.open(base_dir / "output" / info["subfolder"] / info["filename"]))[..., 0] == 255
     assert np.array_equal(saved, np.logical_or.reduce([m for m, _, _ in expected]))
-    assert entry["outputs"][node_id["MotionKitClickToMask"]]["motionkit_sam_image"][0]["type"] == "temp"  # handed back to the editor
+    # the segmented frame is handed back to the editor
+    assert entry["outputs"][node_id["MotionKitClickToMask"]]["motionkit_sam_image"][0]["type"] == "temp"
     assert not our_errors(page), our_errors(page)
 
 
@@ -304,8 +306,7 @@ def test_without_a_load_image_upstream_the_first_run_shows_the_frame(page, serve
     assert failed["status"]["status_str"] == "error"
     error = next(m[1] for m in failed["status"]["messages"] if m[0] == "execution_error")
     assert error["node_type"] == "MotionKitClickToMask" and "there are no points yet" in error["exception_message"]
-    page.wait_for_function(f"() => {EDITOR}.root.dataset.imageWidth === '96' && {EDITOR}.root.dataset.status === 'ready'",
-                           timeout=30_000)
+    page.wait_for_function(IMAGE_SHOWN, timeout=30_000)
     close_dialogs(page)  # the frontend's execution-error dialog
 
     page.mouse.click(*client_xy(page, 28, 32))

@@ -96,7 +96,8 @@ def test_preview_is_the_masks_blended_over_the_image(comfy, base_dir, sam_files,
     history = comfy.run(click_prompt(points_json(objects), prefix="sam_preview"))
     image = load_uint8(base_dir / "input" / SAM_TEST_IMAGE).astype(np.float64) / 255
     expected = image.copy()
-    for i, (mask, _, _) in enumerate(predictor_masks(reference_sam, load_uint8(base_dir / "input" / SAM_TEST_IMAGE), objects)):
+    reference = predictor_masks(reference_sam, load_uint8(base_dir / "input" / SAM_TEST_IMAGE), objects)
+    for i, (mask, _, _) in enumerate(reference):
         a = msam.OVERLAY_ALPHA * mask[..., None]
         expected = expected * (1 - a) + np.array(msam.PALETTE[i], dtype=np.float64) * a
     (preview,) = saved(base_dir, history, "save_preview")

@@ -104,7 +104,8 @@ def test_the_node_and_the_route_share_the_embedding(sam_server, base_dir):
                                         prefix="route_share"))
     info = entry["outputs"]["ctm"]
     assert info["motionkit_sam"][0]["embedding_cached"] is False
-    status, out = sam_server.post(ROUTE, body(points_json([{"positive": [[30, 30]]}]), filename="motionkit_route_b.png"))
+    click = points_json([{"positive": [[30, 30]]}])
+    status, out = sam_server.post(ROUTE, body(click, filename="motionkit_route_b.png"))
     assert status == 200 and out["embedding"] == "cached", out
     frame = info["motionkit_sam_image"][0]
     assert frame["type"] == "temp"
@@ -159,7 +160,8 @@ GOOD = points_json([{"positive": [[28, 32]]}])
     (body(points_json([{"positive": [[96, 10]]}])), "points", "outside the 96x64 image"),
     (body(points_json([{"positive": [], "negative": [[9, 9]]}])), "points", "has no positive point"),
     (body(points_json([{"positive": [[9, 9]]}], width=64, height=64)), "points", "placed on a 64x64 image"),
-    (body(json.dumps({"version": 3, "width": 96, "height": 64, "objects": []})), "points", "unknown points format version 3"),
+    (body(json.dumps({"version": 3, "width": 96, "height": 64, "objects": []})), "points",
+     "unknown points format version 3"),
     (body(points_json([{"positive": [[1, 1]]}] * 40)), "points", "40 objects"),
     (body("[" + ",".join(['{"x":1,"y":1}'] * 16000) + "]"), "points", "longer than"),
 ])

@@ -153,7 +153,10 @@ def click_prompt(points: str, model: str = TINY_SAM_PTH, image: str = SAM_TEST_I
             "sam_model": ["sam", 0], "image": ["img", 0], "points": points}},
         "m2i": {"class_type": "MaskToImage", "inputs": {"mask": ["ctm", 0]}},
         "u2i": {"class_type": "MaskToImage", "inputs": {"mask": ["ctm", 1]}},
-        "save_masks": {"class_type": "SaveImage", "inputs": {"images": ["m2i", 0], "filename_prefix": f"{prefix}/masks"}},
-        "save_union": {"class_type": "SaveImage", "inputs": {"images": ["u2i", 0], "filename_prefix": f"{prefix}/union"}},
-        "save_preview": {"class_type": "SaveImage", "inputs": {"images": ["ctm", 2], "filename_prefix": f"{prefix}/preview"}},
+        "save_masks": {"class_type": "SaveImage", "inputs": {"images": ["m2i", 0],
+                                                            "filename_prefix": f"{prefix}/masks"}},
+        "save_union": {"class_type": "SaveImage", "inputs": {"images": ["u2i", 0],
+                                                            "filename_prefix": f"{prefix}/union"}},
+        "save_preview": {"class_type": "SaveImage", "inputs": {"images": ["ctm", 2],
+                                                              "filename_prefix": f"{prefix}/preview"}},
     }
