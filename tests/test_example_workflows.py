@@ -2,9 +2,11 @@
 
 Generic on purpose: a workflow added later by another feature is exercised the same way. Each one is
 converted to an API prompt with the real server's ``/object_info`` (``ui_format.ui_to_api``), pointed at
-the tiny random SVD checkpoint, shrunk to 64x64 / 4 frames / 2 steps (``adapt_to_tiny_models``), POSTed
-to the real ComfyUI HTTP server, and its saved video is decoded. A workflow is skipped only when it uses
-a node listed in ``NEEDS_WEIGHTS`` (weights the harness cannot build), with the reason shown.
+the tiny random SVD checkpoint (and the other tiny stand-ins in ``TINY_WEIGHTS``), shrunk to 64x64 /
+4 frames / 2 steps (``adapt_to_tiny_models``), given stand-ins for interactive inputs it saves empty
+(``USER_INPUT_STAND_INS``), POSTed to the real ComfyUI HTTP server; every file it reports must exist,
+and each video must decode to 4 frames of 64x64. A workflow is skipped only when it uses a node listed
+in ``NEEDS_WEIGHTS`` (weights the harness cannot build), with the reason shown.
 
 The browser test loads each workflow into the real ComfyUI frontend (headless Chromium), and checks that
 the frontend's own ``graphToPrompt`` gives the same prompt as ``ui_to_api``, also for a variant with the
@@ -45,6 +47,25 @@ NEEDS_WEIGHTS = {
     "LoraLoaderModelOnly": "needs a LoRA file; the harness builds none",
     "ControlNetLoader": "needs a ControlNet file; the harness builds none",
     "UpscaleModelLoader": "needs an upscale model; the harness builds none",
+}
+
+
+def _tiny_sam(base_dir: Path) -> str:
+    from motionkit_testing.tiny_sam import ensure_tiny_sam
+    return ensure_tiny_sam(base_dir)["pth"]
+
+
+# Loader nodes whose weights the harness builds as tiny seeded random stand-ins:
+# node type -> (the input naming the file, a writer that puts the tiny file in place and returns its name).
+TINY_WEIGHTS = {
+    "MotionKitSAMLoader": ("model_name", _tiny_sam),
+}
+
+# Inputs a user fills in interactively (a saved workflow may leave them empty): node type -> {input: the
+# stand-in used when the saved value is empty}. The click lands on the disc of the test image.
+USER_INPUT_STAND_INS = {
+    "MotionKitClickToMask": {"points": json.dumps({"version": 1, "width": SIZE[0], "height": SIZE[1], "objects": [
+        {"positive": [[round(0.35 * SIZE[0]), SIZE[1] // 2]], "negative": [], "box": None}]})},
 }
 
 CHROMIUM = os.environ.get("MOTIONKIT_CHROMIUM", "/usr/bin/chromium")
@@ -122,11 +143,11 @@ def _feeds_an_output(prompt: dict, object_info: dict) -> set[str]:
     return seen
 
 
-def _saved_videos(entry: dict, base_dir: Path) -> list[Path]:
-    files = [base_dir / "output" / f.get("subfolder", "") / f["filename"]
-             for out in entry["outputs"].values() for items in out.values() if isinstance(items, list)
-             for f in items if isinstance(f, dict) and "filename" in f and f.get("type", "output") == "output"]
-    return [f for f in files if f.suffix.lower() in VIDEO_SUFFIXES]
+def _saved_files(entry: dict, base_dir: Path) -> list[Path]:
+    """The files a run reported in its history (saved outputs and temporary previews)."""
+    return [base_dir / f.get("type", "output") / f.get("subfolder", "") / f["filename"]
+            for out in entry["outputs"].values() for items in out.values() if isinstance(items, list)
+            for f in items if isinstance(f, dict) and "filename" in f and f.get("type", "output") in ("output", "temp")]
 
 
 def _decode(path: Path) -> tuple[int, tuple[int, int]]:
@@ -159,21 +180,38 @@ def test_workflow_runs_on_the_tiny_models_through_http(path, server, base_dir, t
 
     tiny = adapt_to_tiny_models(prompt, tiny_ckpt, image=TEST_IMAGE)
     for node in tiny.values():
+        if node["class_type"] in TINY_WEIGHTS:
+            name, write = TINY_WEIGHTS[node["class_type"]]
+            node["inputs"][name] = write(base_dir)
+        for name, stand_in in USER_INPUT_STAND_INS.get(node["class_type"], {}).items():
+            if node["inputs"].get(name) in ("", None):
+                node["inputs"][name] = stand_in
         if "filename_prefix" in node["inputs"]:
             node["inputs"]["filename_prefix"] = f"example_workflows/{path.stem}"
     entry = server.run(tiny)
 
-    videos = _saved_videos(entry, base_dir)
-    assert videos, f"no video among the outputs {entry['outputs']}"
-    for video in videos:
-        assert video.is_file() and video.stat().st_size > 0, video
-        assert _decode(video) == (FRAMES, SIZE), f"{video.name} decodes to {_decode(video)}"
+    files = _saved_files(entry, base_dir)
+    assert files, f"the run saved nothing: {entry['outputs']}"
+    for file in files:
+        assert file.is_file() and file.stat().st_size > 0, file
+        if file.suffix.lower() in VIDEO_SUFFIXES:
+            assert _decode(file) == (FRAMES, SIZE), f"{file.name} decodes to {_decode(file)}"
+        else:
+            from PIL import Image
+            with Image.open(file) as im:
+                im.load()
+    saves_video = any(n["type"] in ("SaveVideo", "SaveWEBM", "SaveAnimatedWEBP", "SaveAnimatedPNG")
+                      for n in wf["nodes"] if n.get("mode", 0) == 0)
+    assert not saves_video or any(f.suffix.lower() in VIDEO_SUFFIXES for f in files), "no video was written"
 
 
 # --- the real frontend ------------------------------------------------------------------------------
 
 _LOAD_AND_EXPORT = """async (wf) => {
     const dialogs = () => Array.from(document.querySelectorAll('.p-dialog')).map(d => d.innerText);
+    // close what an earlier workflow opened (its missing-models dialog), so this one's dialogs are seen
+    for (const b of document.querySelectorAll('.p-dialog .p-dialog-close-button')) b.click();
+    for (let i = 0; i < 50 && document.querySelector('.p-dialog'); i++) await new Promise(r => setTimeout(r, 100));
     const before = dialogs();
     const errors = [];
     const onError = (e) => errors.push(String(e.message || e.reason || e));
@@ -243,7 +281,7 @@ def frontend_page(server):
 @pytest.mark.server
 @pytest.mark.slow
 @pytest.mark.parametrize("path", WORKFLOWS, ids=IDS)
-def test_frontend_loads_the_workflow_and_agrees_with_ui_to_api(path, frontend_page, object_info):
+def test_frontend_loads_the_workflow_and_agrees_with_ui_to_api(path, frontend_page, server, object_info):
     wf = load_workflow(path)
     res = frontend_page.evaluate(_LOAD_AND_EXPORT, wf)
     assert not res["errors"], f"the frontend raised while loading {path.name}: {res['errors']}"
@@ -251,12 +289,12 @@ def test_frontend_loads_the_workflow_and_agrees_with_ui_to_api(path, frontend_pa
     assert any(t.startswith("MotionKit") for t in res["types"])
 
     # The only dialog loading may open is the missing-models one, and it must offer each declared model.
-    models = {m["name"] for n in wf["nodes"] for m in n.get("properties", {}).get("models", [])}
     for text in res["dialogs"]:
         assert text.startswith("Missing Models"), f"unexpected dialog on load: {text[:300]}"
-    installed = set(object_info["ImageOnlyCheckpointLoader"]["input"]["required"]["ckpt_name"][0])
-    for name in models - installed:
-        assert any(name in text for text in res["dialogs"]), f"the frontend does not offer to download {name}"
+    for model in (m for n in wf["nodes"] for m in n.get("properties", {}).get("models", [])):
+        if model["name"] not in server.get(f"/models/{model['directory']}"):
+            assert any(model["name"] in text for text in res["dialogs"]), \
+                f"the frontend does not offer to download {model['directory']}/{model['name']}"
 
     # Loaded as saved: re-saving changes no widget value, and both convert to the frontend's prompt.
     assert ui_to_api(res["saved"], object_info) == ui_to_api(wf, object_info)
