@@ -37,14 +37,15 @@ VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".webp", ".gif"}
 # Node types whose weights the test harness cannot build: a workflow using one is skipped with this reason.
 # Add a MotionKit loader here only while no tiny stand-in exists for its weights.
 NEEDS_WEIGHTS = {
-    "CheckpointLoaderSimple": "needs an image-model checkpoint; the harness builds tiny SVD checkpoints only",
+    "CheckpointLoaderSimple": "needs an image-model checkpoint, motion modules and LoRAs: the SD1.5 example "
+                              "workflows run on the tiny SD1.5 harness in tests/test_sd15_examples.py",
     "UNETLoader": "needs a diffusion_models/ file; the harness builds single-file SVD checkpoints only",
     "CLIPLoader": "needs a text encoder; the harness builds none",
     "DualCLIPLoader": "needs text encoders; the harness builds none",
     "CLIPVisionLoader": "needs a clip_vision/ file; the harness embeds CLIP vision in the SVD checkpoint only",
     "VAELoader": "needs a vae/ file; the harness embeds a TAESD VAE in the SVD checkpoint only",
-    "LoraLoader": "needs a LoRA file; the harness builds none",
-    "LoraLoaderModelOnly": "needs a LoRA file; the harness builds none",
+    "LoraLoader": "needs a LoRA file; tiny LoRAs exist for the SD1.5 harness only (tests/test_sd15_examples.py)",
+    "LoraLoaderModelOnly": "needs a LoRA file; tiny LoRAs exist for the SD1.5 harness only (tests/test_sd15_examples.py)",
     "ControlNetLoader": "needs a ControlNet file; the harness builds none",
     "UpscaleModelLoader": "needs an upscale model; the harness builds none",
 }
