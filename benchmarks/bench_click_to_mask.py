@@ -131,10 +131,8 @@ def bench_route(model_path: Path, image: np.ndarray, device: str, n: int, warmup
     (base / "models" / "sams").mkdir(parents=True, exist_ok=True)
     (base / "models" / "sams" / "bench_sam.pth").symlink_to(model_path)
     Image.fromarray(image).save(base / "input" / "bench_photo.png")
-    server = cs.ComfyServer(base, cs.comfyui_path())
-    if device == "cuda":  # ComfyServer passes --cpu; restart without it
-        server.stop()
-        server = _gpu_server(base)
+    # The test harness's ComfyServer runs with --cpu; on CUDA the server is started without it.
+    server = _gpu_server(base) if device == "cuda" else cs.ComfyServer(base, cs.comfyui_path())
     try:
         def post(points) -> tuple:
             body = json.dumps({"image": {"filename": "bench_photo.png", "subfolder": "", "type": "input"},
