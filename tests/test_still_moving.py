@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from motionkit_testing import sd15
+from motionkit_testing.sd15 import motion_projections, spatial_outputs, write_adapter
 from motionkit_testing.comfy_session import WorkflowError
 from motionkit_testing.tiny_sd15 import style_lora
 
@@ -43,46 +44,6 @@ def still_moving_dir(base_dir) -> Path:
 
 def adapter_node():
     return sd15.node(ADAPTER_NODE)()
-
-
-# --- adapter files written here from the documented format (not with the pack's writer) ---------------
-
-def motion_projections(model) -> dict:
-    """Every temporal q/k/v projection of a model: path -> weight (motion modules' keys, or SVD's)."""
-    mod = sd15.pack_node_module("MotionKitLoadMotionModule")
-    mp = mod.motion_patcher(model)
-    if mp is not None:
-        return {name: m.weight for name, m in mp.model.named_modules()
-                if ".attention_blocks." in name and name.endswith(("to_q", "to_k", "to_v"))}
-    unet = model.model.diffusion_model
-    return {f"diffusion_model.{name}": m.weight for name, m in unet.named_modules()
-            if ".time_stack." in name and name.endswith(("attn1.to_q", "attn1.to_k", "attn1.to_v"))}
-
-
-def spatial_outputs(model) -> dict:
-    unet = model.model.diffusion_model
-    return {f"diffusion_model.{name}": m for name, m in unet.named_modules()
-            if ".transformer_blocks." in name and name.endswith(("attn1.to_out.0", "attn2.to_out.0"))}
-
-
-def write_adapter(path: Path, motion: dict | None, spatial: dict | None, rank: int, scales=(0.5, 0.75), seed=0,
-                  host="motion_modules", **meta) -> dict:
-    """A file in the documented v1 format with random factors for the given projections."""
-    g = torch.Generator().manual_seed(seed)
-    tensors, ranks, scale = {}, {}, {}
-    for kind, table, s in (("motion", motion, scales[0]), ("spatial", spatial, scales[1])):
-        if not table:
-            continue
-        ranks[kind], scale[kind] = rank, s
-        for p, w in table.items():
-            out_f, in_f = w.shape
-            tensors[f"{kind}.{p}.lora_down.weight"] = torch.randn(rank, in_f, generator=g) / in_f ** 0.5
-            tensors[f"{kind}.{p}.lora_up.weight"] = torch.randn(out_f, rank, generator=g) / rank ** 0.5
-    metadata = {"motionkit_format": "still_moving_adapter", "motionkit_version": "1", "rank": json.dumps(ranks),
-                "scale": json.dumps(scale), "targets": json.dumps(list(ranks)), "motion_host": host,
-                "base_model": json.dumps({"kind": "test"}), **meta}
-    save_file(tensors, str(path), metadata=metadata)
-    return tensors
 
 
 def capture(model, pos, neg, paths_motion=(), paths_spatial=(), frames=4, svd=None) -> tuple[dict, dict, torch.Tensor]:

@@ -2,11 +2,14 @@
 the ``comfy`` fixture ran). Float64 references of AnimateDiff's motion module, written from its equations."""
 from __future__ import annotations
 
-import math
+import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from safetensors.torch import save_file
 
 from .references import attention64
 
@@ -79,6 +82,46 @@ def sd15_prompt(tiny: dict, *, motion: str | None = "v2", frames: int = 4, steps
     return p
 
 
+# --- Still-Moving adapter files, written from the documented format (not with the pack's writer) -----
+
+def motion_projections(model) -> dict:
+    """Every temporal q/k/v projection of a model: path -> weight (motion modules' keys, or SVD's)."""
+    mod = pack_node_module("MotionKitLoadMotionModule")
+    mp = mod.motion_patcher(model)
+    if mp is not None:
+        return {name: m.weight for name, m in mp.model.named_modules()
+                if ".attention_blocks." in name and name.endswith(("to_q", "to_k", "to_v"))}
+    unet = model.model.diffusion_model
+    return {f"diffusion_model.{name}": m.weight for name, m in unet.named_modules()
+            if ".time_stack." in name and name.endswith(("attn1.to_q", "attn1.to_k", "attn1.to_v"))}
+
+
+def spatial_outputs(model) -> dict:
+    unet = model.model.diffusion_model
+    return {f"diffusion_model.{name}": m for name, m in unet.named_modules()
+            if ".transformer_blocks." in name and name.endswith(("attn1.to_out.0", "attn2.to_out.0"))}
+
+
+def write_adapter(path: Path, motion: dict | None, spatial: dict | None, rank: int, scales=(0.5, 0.75), seed=0,
+                  host="motion_modules", **meta) -> dict:
+    """A file in the documented v1 format with random factors for the given projections."""
+    g = torch.Generator().manual_seed(seed)
+    tensors, ranks, scale = {}, {}, {}
+    for kind, table, s in (("motion", motion, scales[0]), ("spatial", spatial, scales[1])):
+        if not table:
+            continue
+        ranks[kind], scale[kind] = rank, s
+        for p, w in table.items():
+            out_f, in_f = w.shape
+            tensors[f"{kind}.{p}.lora_down.weight"] = torch.randn(rank, in_f, generator=g) / in_f ** 0.5
+            tensors[f"{kind}.{p}.lora_up.weight"] = torch.randn(out_f, rank, generator=g) / rank ** 0.5
+    metadata = {"motionkit_format": "still_moving_adapter", "motionkit_version": "1", "rank": json.dumps(ranks),
+                "scale": json.dumps(scale), "targets": json.dumps(list(ranks)), "motion_host": host,
+                "base_model": json.dumps({"kind": "test"}), **meta}
+    save_file(tensors, str(path), metadata=metadata)
+    return tensors
+
+
 # --- float64 references ----------------------------------------------------------------------------------
 
 def group_norm64(x: torch.Tensor, weight, bias, groups: int = 32, eps: float = 1e-6) -> torch.Tensor:
@@ -143,6 +186,3 @@ def motion_module64(x: torch.Tensor, sd: dict, prefix: str, frames: int, heads: 
 def rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
     return float((got.double() - ref).norm() / ref.norm().clamp_min(1e-30))
 
-
-def sqrt_fan(t: torch.Tensor) -> float:
-    return math.sqrt(t.shape[-1])
