@@ -249,7 +249,8 @@ def load_adapter(path: str) -> TrackAdapter:
     try:
         config = AdapterConfig.from_json(metadata["config"])
     except Exception as e:
-        raise AdapterFileError(f"its 'config' metadata is missing or malformed ({type(e).__name__}: {e}).", retrain) from None
+        raise AdapterFileError(f"its 'config' metadata is missing or malformed ({type(e).__name__}: {e}).",
+                               retrain) from None
     if config.base_model != BASE_MODEL:
         raise AdapterFileError(f"it was trained for base model {config.base_model!r}; MotionKit's TrackAdapter "
                                f"runs on {BASE_MODEL!r}.", "use an adapter trained on Stable Video Diffusion.")
@@ -306,7 +307,8 @@ def soft_region(diff: torch.Tensor, tau: float, kappa: float) -> torch.Tensor:
     return torch.sigmoid((diff - tau) / kappa)
 
 
-def mixed_weights(original: torch.Tensor, adapter: torch.Tensor, region: torch.Tensor, lambda_bg: float) -> torch.Tensor:
+def mixed_weights(original: torch.Tensor, adapter: torch.Tensor, region: torch.Tensor,
+                  lambda_bg: float) -> torch.Tensor:
     """``W = R A' + (1 - R) lambda_bg A`` (equation 5); ``region`` is ``(N, heads, Tq)``, bool or in [0, 1].
     With a bool region the original branch's weight inside it is exactly 0 and outside exactly
     ``lambda_bg * A`` (``A`` itself when ``lambda_bg == 1``)."""
@@ -383,10 +385,10 @@ def hull_region(points: np.ndarray, radius: float, height: int, width: int) -> n
     hull = convex_hull(points)
     if len(hull) == 0:
         return out
-    x0 = max(int(math.floor(hull[:, 0].min() - radius)), 0)
-    x1 = min(int(math.ceil(hull[:, 0].max() + radius)) + 1, width)
-    y0 = max(int(math.floor(hull[:, 1].min() - radius)), 0)
-    y1 = min(int(math.ceil(hull[:, 1].max() + radius)) + 1, height)
+    x0 = max(math.floor(hull[:, 0].min() - radius), 0)
+    x1 = min(math.ceil(hull[:, 0].max() + radius) + 1, width)
+    y0 = max(math.floor(hull[:, 1].min() - radius), 0)
+    y1 = min(math.ceil(hull[:, 1].max() + radius) + 1, height)
     if x0 >= x1 or y0 >= y1:
         return out
     px = np.arange(x0, x1, dtype=np.float64)[None, :] + 0.5
@@ -479,7 +481,8 @@ class TrainingFreeGeometry:
     camera: bool = field(default=False)
 
 
-def training_free_geometry(ts: TrackSet, width: int, height: int, masks: Optional[torch.Tensor] = None) -> TrainingFreeGeometry:
+def training_free_geometry(ts: TrackSet, width: int, height: int,
+                           masks: Optional[torch.Tensor] = None) -> TrainingFreeGeometry:
     """Field and moving regions for ``ts`` (any size; rescaled here) at a ``width x height`` raster.
     ``masks`` [K, H, W] are the objects' frame-0 masks in :func:`object_ids` order, when known (the
     trainer's clips); without them the regions are estimated from the tracks (:func:`object_regions`)."""

@@ -88,7 +88,8 @@ def read_clip(path) -> Clip:
     if meta.get("format") != CLIP_FORMAT:
         raise ClipFormatError(path, f"metadata 'format' is {meta.get('format')!r}, expected {CLIP_FORMAT!r}.")
     if meta.get("format_version") != str(CLIP_VERSION):
-        raise ClipFormatError(path, f"format_version {meta.get('format_version')!r}; this MotionKit reads {CLIP_VERSION}.")
+        raise ClipFormatError(path, f"format_version {meta.get('format_version')!r}; this MotionKit reads "
+                                    f"{CLIP_VERSION}.")
     missing = [k for k in ("frames", "track_path", "track_visibility", "object_ids", "masks") if k not in tensors]
     if missing:
         raise ClipFormatError(path, f"missing tensors {missing}.")
@@ -104,7 +105,8 @@ def read_clip(path) -> Clip:
         raise ClipFormatError(path, "'track_path' has NaN or infinite values.")
     visible = tensors["track_visibility"].bool().numpy()
     if visible.shape != track_path.shape[:2]:
-        raise ClipFormatError(path, f"'track_visibility' is {list(visible.shape)}; expected {list(track_path.shape[:2])}.")
+        raise ClipFormatError(path, f"'track_visibility' is {list(visible.shape)}; expected "
+                                    f"{list(track_path.shape[:2])}.")
     ids = tensors["object_ids"].long().reshape(-1).numpy()
     masks = tensors["masks"].float()
     if masks.ndim != 3 or tuple(masks.shape[1:]) != (height, width):

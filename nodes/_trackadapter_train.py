@@ -108,7 +108,8 @@ def new_adapter(model, settings: TrainSettings) -> TrackAdapter:
     return TrackAdapter.initialised_from(config, weights, seed=settings.seed)
 
 
-def step_draw(settings: TrainSettings, step: int, clips: Sequence[EncodedClip]) -> tuple[EncodedClip, torch.Tensor, torch.Tensor]:
+def step_draw(settings: TrainSettings, step: int,
+              clips: Sequence[EncodedClip]) -> tuple[EncodedClip, torch.Tensor, torch.Tensor]:
     """Step ``step``'s clip, noise level and noise, from a generator seeded with ``(seed, step)``."""
     gen = torch.Generator().manual_seed(settings.seed * 1_000_003 + (0 if settings.fixed_batch else step))
     clip = clips[int(torch.randint(len(clips), (1,), generator=gen))]
@@ -201,7 +202,8 @@ def train(model, clip_vision, vae, clips: Sequence[Clip], settings: TrainSetting
         patched = patch_model(model, run, 1.0, settings.tau, 1.0, 0.0, 1.0, node=APPLY)
         comfy.model_management.load_models_gpu([patched], force_full_load=True)
         log(f"[train_trackadapter] {len(encoded)} clips of {encoded[0].x0.shape[0]} frames at {width}x{height}, "
-            f"{sum(p.numel() for p in adapter.parameters()) / 1e6:.2f} M trainable parameters, steps {start}..{settings.steps}")
+            f"{sum(p.numel() for p in adapter.parameters()) / 1e6:.2f} M trainable parameters, "
+            f"steps {start}..{settings.steps}")
         result = TrainResult(adapter)
         for step in range(start, settings.steps):
             tick = time.perf_counter()

@@ -52,8 +52,9 @@ def require_tracks(node: str, tracks) -> TrackSet:
     """Validated TRACKS with at least one track over at least two frames."""
     path = tracks.get("track_path") if isinstance(tracks, dict) else None
     if path is not None and hasattr(path, "shape") and len(path.shape) >= 2 and 0 in tuple(path.shape[-3:-1]):
-        raise MotionKitInputError(node, "tracks", f"the TRACKS are empty (track_path {list(path.shape)}: no trajectory).",
-                                  "draw at least one arrow in Arrows to Trajectories (or give tracks with points).")
+        raise MotionKitInputError(node, "tracks", f"the TRACKS are empty (track_path {list(path.shape)}: no "
+                                  "trajectory).", "draw at least one arrow in Arrows to Trajectories (or give "
+                                  "tracks with points).")
     try:
         ts = read_tracks(tracks)
     except TrackInputError as e:
@@ -86,7 +87,8 @@ def require_adapter(node: str, adapter, model) -> dict[str, int]:
             "scripts/train_trackadapter.py on this checkpoint.")
     if [s.path for s in have] != [s.path for s in want]:
         raise MotionKitInputError(node, "track_adapter", "the adapter's layer paths differ from this MODEL's "
-                                  f"(first: {want[0].path} vs {have[0].path}).", "use an adapter trained on this base model.")
+                                  f"(first: {want[0].path} vs {have[0].path}).",
+                                  "use an adapter trained on this base model.")
     return {s.path: i for i, s in enumerate(want)}
 
 
@@ -123,21 +125,23 @@ class TrackRun:
     def _check_video(self, latent: tuple[int, int], frames: int) -> bool:
         ts = self.tracks
         if ts.num_frames != frames:
-            raise MotionKitInputError(APPLY, "tracks", f"the tracks have {ts.num_frames} frames but the video has {frames}.",
-                                      "make the trajectories with num_frames = the video's frame count "
+            raise MotionKitInputError(APPLY, "tracks", f"the tracks have {ts.num_frames} frames but the video has "
+                                      f"{frames}.", "make the trajectories with num_frames = the video's frame count "
                                       "(SVD_img2vid_Conditioning's video_frames).")
         width, height = latent[1] * LATENT_FACTOR, latent[0] * LATENT_FACTOR
         if ts.width is not None and abs((ts.width / ts.height) / (width / height) - 1) > ASPECT_TOLERANCE:
-            raise MotionKitInputError(APPLY, "tracks", f"the tracks were drawn on a {ts.width}x{ts.height} image but the "
-                                      f"video's latent is {latent[1]}x{latent[0]} ({width}x{height} pixels): the aspect "
-                                      "ratios differ.", "draw the masks and arrows on the image you give SVD_img2vid_"
-                                      "Conditioning, at the video's aspect ratio (e.g. resize it to the video size first).")
+            raise MotionKitInputError(
+                APPLY, "tracks", f"the tracks were drawn on a {ts.width}x{ts.height} image but the video's latent is "
+                f"{latent[1]}x{latent[0]} ({width}x{height} pixels): the aspect ratios differ.",
+                "draw the masks and arrows on the image you give SVD_img2vid_Conditioning, at the video's aspect "
+                "ratio (e.g. resize it to the video size first).")
         return True
 
     # trained mode
     def adapter_on(self, device: torch.device) -> TrackAdapter:
-        """The adapter on ``device`` (a float32 copy for this run, or the adapter itself when it is there)."""
-        if next(self.adapter.parameters()).device == torch.device(device):
+        """The adapter on ``device`` (a float32 copy for this run, or the adapter itself when it is there, and
+        always in training: the trainer's parameters must be the ones used)."""
+        if self.training is not None or next(self.adapter.parameters()).device == torch.device(device):
             return self.adapter
         return self._cached(("adapter", str(device)), lambda: _device_copy(self.adapter, device))
 
@@ -186,7 +190,9 @@ class TrackAdapterForward:
         self.lambda_bg, self.tau, self.strength, self.window = lambda_bg, tau, strength, window
 
     def __call__(self, x, context=None, value=None, mask=None, transformer_options={}):
-        if mask is not None or context is not None or value is not None or not self.window.active(transformer_options):
+        # An attn1_patch elsewhere hands self-attention its own input as context/value: still self-attention.
+        own = (context is None or context is x) and (value is None or value is x)
+        if mask is not None or not own or not self.window.active(transformer_options):
             return self.inner(x, context=context, value=value, mask=mask, transformer_options=transformer_options)
         height, width = transformer_options["activations_shape"][-2:]
         latent = tuple(transformer_options.get("original_shape", (height, width))[-2:])
@@ -239,7 +245,7 @@ class TrackAdapterForward:
         attn, lam = self.attn, self.lambda_bg
         videos = x.shape[0] // (height * width)
         region = self.run.region(latent, height, width, self.tau, x.device)                    # (h*w, T)
-        kw = dict(attn_precision=attn.attn_precision, transformer_options=options)
+        kw = {"attn_precision": attn.attn_precision, "transformer_options": options}
         if not bool(region.any()):
             if lam == 1.0:
                 return None

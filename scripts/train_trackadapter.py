@@ -113,7 +113,8 @@ def load_svd(checkpoint: str):
         str(path), output_vae=True, output_clip=False, output_clipvision=True,
         embedding_directory=folder_paths.get_folder_paths("embeddings"))
     if clip_vision is None:
-        raise SystemExit(f"{path} has no CLIP vision encoder: use an SVD img2vid checkpoint (svd.safetensors, svd_xt...)")
+        raise SystemExit(f"{path} has no CLIP vision encoder: use an SVD img2vid checkpoint "
+                         "(svd.safetensors, svd_xt.safetensors)")
     return model, clip_vision, vae
 
 

@@ -12,7 +12,7 @@ import torch
 
 from motionkit_testing.pack import pack_module
 from motionkit_testing.references import attention64, linear64, naive_avg_splat
-from motionkit_testing.svd import Always, conditioning, load_tiny, make_attention, sample, transformer_blocks
+from motionkit_testing.svd import Always, conditioning, make_attention, sample, transformer_blocks
 from motionkit_testing.trackadapter import node_module, pack_modules, random_adapter, square_tracks, trainer_module
 
 APPLY_ID = "MotionKitApplyTrackAdapter"
@@ -203,6 +203,9 @@ def test_zero_initialised_adapter_is_the_original_layer(comfy):
         assert torch.equal(forward_for(attn, run, 1.0, 0.0, 1.0)(x, transformer_options=opts),
                            attn(x, transformer_options=opts))
         damped = forward_for(attn, run, 0.4, 0.0, 1.0)(x, transformer_options=opts)
+        # another node's attn1_patch hands self-attention its input as context and value: same result
+        shared = forward_for(attn, run, 0.4, 0.0, 1.0)(x, context=x, value=x, transformer_options=opts)
+        assert torch.equal(shared, damped)
     own = attention64(linear64(attn.to_q, x), linear64(attn.to_k, x), linear64(attn.to_v, x), attn.heads)
     assert (damped.double() - linear64(attn.to_out[0], 0.4 * own)).abs().max() < 1e-6
 
@@ -320,7 +323,8 @@ def test_only_temporal_self_attention_is_patched_and_nodes_do_not_stack(svd):
     unet = svd.model.get_model_object("diffusion_model")
     keys = set(patched.object_patches)
     assert len(keys) == 7 and all(".time_stack." in k and k.endswith(".attn1.forward") for k in keys)
-    assert {id(patched.object_patches[k].attn) for k in keys} == {id(m.attn1) for m in transformer_blocks(unet, "time_stack")}
+    temporal = {id(m.attn1) for m in transformer_blocks(unet, "time_stack")}
+    assert {id(patched.object_patches[k].attn) for k in keys} == temporal
     again = patch(patched, lambda_bg=0.9)
     mod = node_module()
     assert all(not isinstance(again.object_patches[k].inner, mod.TrackAdapterForward) for k in keys)
@@ -365,11 +369,17 @@ def test_tracks_that_do_not_fit_the_video_are_clear_errors(svd):
     with pytest.raises(ValueError, match=r"input 'tracks'.*128x64 image but the video's latent is 8x8.*aspect"):
         run_sample(svd, patch(svd.model, tracks=wide, adapter=random_adapter(svd.model)))
     with pytest.raises(ValueError, match=r"input 'tracks'.*the TRACKS are empty"):
-        patch(svd.model, tracks={"track_path": torch.zeros(4, 0, 2), "track_visibility": torch.zeros(4, 0, dtype=torch.bool)})
+        patch(svd.model, tracks={"track_path": torch.zeros(4, 0, 2),
+                                 "track_visibility": torch.zeros(4, 0, dtype=torch.bool)})
     with pytest.raises(ValueError, match=r"input 'tracks'.*expected a TRACKS dict"):
         patch(svd.model, tracks=torch.zeros(4, 2))
     with pytest.raises(ValueError, match=r"input 'lambda_bg'.*outside \[0.0, 1.0\]"):
         patch(svd.model, lambda_bg=1.5)
+    import comfy.model_patcher
+    holder = torch.nn.Module()
+    holder.diffusion_model = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match=r"input 'model'.*found no temporal attention"):
+        patch(comfy.model_patcher.ModelPatcher(holder, torch.device("cpu"), torch.device("cpu")))
 
 
 def test_an_adapter_for_another_model_is_a_clear_error(svd):
@@ -405,7 +415,8 @@ def test_loader_reads_its_format_and_refuses_other_files(svd, base_dir):
     good = {k: v.contiguous() for k, v in adapter.state_dict().items()}
     meta = {"format": ta.FORMAT, "format_version": "1", "config": adapter.config.to_json()}
     cases = {
-        _write(folder / "v2.safetensors", good, {**meta, "format_version": "2"}): r"format version '2'.*update MotionKit",
+        _write(folder / "v2.safetensors", good, {**meta, "format_version": "2"}):
+            r"format version '2'.*update MotionKit",
         _write(folder / "lora.safetensors", good, {"format": "lora"}): r"format 'lora'.*not a MotionKit TrackAdapter",
         _write(folder / "missing.safetensors", {k: v for k, v in good.items() if "layers.3." not in k}, meta):
             r"4 missing \(e.g. \['layers.3.proj.bias'",
@@ -447,7 +458,8 @@ def trackadapter_prompt(ckpt, prefix, adapter_file=None, lambda_bg=0.4, strength
     p["ks"]["inputs"]["model"] = ["ta", 0]
     if with_unpatched_branch:
         p["ks2"] = {**p["ks"], "inputs": {**p["ks"]["inputs"], "model": ["guid", 0]}}
-        p["save2"] = {"class_type": "SaveLatent", "inputs": {"samples": ["ks2", 0], "filename_prefix": f"latents/{prefix}_b"}}
+        p["save2"] = {"class_type": "SaveLatent",
+                      "inputs": {"samples": ["ks2", 0], "filename_prefix": f"latents/{prefix}_b"}}
     return p
 
 
@@ -472,7 +484,8 @@ def test_both_modes_run_through_the_executor_with_clone_isolation(comfy, tiny_ck
         prefix = "ta_free" if adapter_file is None else "ta_trained"
         hist = comfy.run(trackadapter_prompt(tiny_ckpt, prefix, adapter_file, with_unpatched_branch=True))
         assert (saved_latent(base_dir, hist) - executor_baseline).abs().max() > 1e-3, prefix
-        assert torch.equal(saved_latent(base_dir, hist, "save2"), executor_baseline), prefix   # same graph, other branch
+        # the other branch of the same graph samples the unpatched model
+        assert torch.equal(saved_latent(base_dir, hist, "save2"), executor_baseline), prefix
     # controls through the executor: strength 0, and zero-initialised adapter weights at lambda_bg = 1
     zero = comfy.run(trackadapter_prompt(tiny_ckpt, "ta_s0", strength=0.0))
     assert torch.equal(saved_latent(base_dir, zero), executor_baseline)
@@ -486,7 +499,8 @@ def test_the_training_free_example_workflow():
     Trajectories, and it sits between the SVD model and the sampler."""
     import json
     from pathlib import Path
-    wf = json.loads((Path(__file__).resolve().parents[1] / "example_workflows" / "svd_trackadapter_training_free.json").read_text())
+    path = Path(__file__).resolve().parents[1] / "example_workflows" / "svd_trackadapter_training_free.json"
+    wf = json.loads(path.read_text())
     by_id = {n["id"]: n for n in wf["nodes"]}
     links = {link[0]: link for link in wf["links"]}
     (ta,) = [n for n in wf["nodes"] if n["type"] == APPLY_ID]

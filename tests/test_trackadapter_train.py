@@ -16,7 +16,7 @@ from motionkit_testing.svd import load_tiny
 from motionkit_testing.trackadapter import moving_disc_clip, node_module, trainer_module
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(encoder_channels=(4, 8, 8), feature_channels=8)
+TINY = {"encoder_channels": (4, 8, 8), "feature_channels": 8}
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,8 @@ def test_clip_files_are_validated(tmp_path):
     clips = pack_module("trackadapter_clips")
     good = moving_disc_clip(tmp_path / "good.safetensors")
     clip = clips.read_clip(good)
-    assert clip.frames.shape == (4, 64, 64, 3) and clip.tracks.path.shape == (4, 9, 2) and clip.masks.shape == (1, 64, 64)
+    assert clip.frames.shape == (4, 64, 64, 3) and clip.tracks.path.shape == (4, 9, 2)
+    assert clip.masks.shape == (1, 64, 64)
     assert clip.tracks.width == 64 and (clip.fps, clip.motion_bucket_id) == (6, 127)
     from safetensors.torch import load_file, save_file
     tensors = load_file(str(good))
@@ -147,8 +148,10 @@ def test_clip_files_are_validated(tmp_path):
         "version": ({**tensors}, {**meta, "format_version": "3"}, "format_version '3'"),
         "format": ({**tensors}, {"format": "video"}, "metadata 'format' is 'video'"),
         "missing": ({k: v for k, v in tensors.items() if k != "masks"}, meta, r"missing tensors \['masks'\]"),
-        "ids": ({**tensors, "object_ids": torch.full((9,), 2)}, meta, r"'object_ids' must hold one id per track in \[-1, 0\]"),
-        "frames": ({**tensors, "track_path": tensors["track_path"][:3]}, meta, r"'track_path' is \[3, 9, 2\]; expected \[4"),
+        "ids": ({**tensors, "object_ids": torch.full((9,), 2)}, meta,
+                r"'object_ids' must hold one id per track in \[-1, 0\]"),
+        "frames": ({**tensors, "track_path": tensors["track_path"][:3]}, meta,
+                   r"'track_path' is \[3, 9, 2\]; expected \[4"),
     }
     for name, (t, m, message) in bad.items():
         save_file(t, str(tmp_path / f"{name}.safetensors"), metadata=m)
