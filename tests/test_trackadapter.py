@@ -511,3 +511,18 @@ def test_the_training_free_example_workflow():
     sampler = by_id[links[ta["outputs"][0]["links"][0]][3]]
     assert sampler["type"] == "KSampler"
     assert ta["widgets_values"] == [0.4, 0.1, 1.0, 0.0, 1.0]      # lambda_bg, tau, strength, start, end
+
+
+def test_public_inputs_and_names(comfy):
+    import nodes
+    spec = node().INPUT_TYPES()
+    assert list(spec["required"]) == ["model", "tracks", "lambda_bg", "tau", "strength", "start_percent", "end_percent"]
+    assert list(spec["optional"]) == ["track_adapter"] and spec["optional"]["track_adapter"][0] == "MOTIONKIT_TRACKADAPTER"
+    assert spec["required"]["tracks"][0] == "TRACKS"
+    lam = spec["required"]["lambda_bg"][1]
+    assert (lam["default"], lam["min"], lam["max"]) == (0.4, 0.0, 1.0)
+    assert nodes.NODE_DISPLAY_NAME_MAPPINGS[APPLY_ID] == "TrackAdapter (TrackGo)"
+    assert node().RETURN_TYPES == ("MODEL",) and node(LOADER_ID).RETURN_TYPES == ("MOTIONKIT_TRACKADAPTER",)
+    assert "WITHOUT track_adapter" in node().DESCRIPTION and "WITH track_adapter" in node().DESCRIPTION
+    import folder_paths
+    assert folder_paths.get_folder_paths("trackadapter")[0].endswith("trackadapter")
