@@ -67,7 +67,11 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from motionkit_testing import comfy_session as cs  # noqa: E402
 
-TARGET = 1.05
+# What is measured; another patch's benchmark (bench_motion_augmented.py) swaps these four.
+BENCH, TITLE, NODE_LABEL = "all_to_first", "All-to-First Attention", "node"
+TARGET = 1.05          # time ratio target
+MEMORY_TARGET = 1.05   # working-memory ratio target
+SCRIPT = Path(__file__).resolve()  # the script a memory subprocess runs
 CKPT = "motionkit_bench_{spec}.safetensors"
 IMAGE = "motionkit_bench.png"
 DEFAULTS = {  # device -> (frames, width, height, steps, rounds, torch threads)
@@ -159,19 +163,35 @@ def _numel(shape) -> int:
     return n
 
 
+def add_patch(p: dict, args) -> dict:
+    """Insert the measured patch between the guidance node and the KSampler (All-to-First, strength 1)."""
+    p["a2f"] = {"class_type": "MotionKitAllToFirstAttention", "inputs": {
+        "model": ["guid", 0], "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
+    p["ks"]["inputs"]["model"] = ["a2f", 0]
+    return p
+
+
 def prompt(args, ckpt: str, patched: bool, seed: int, prefix: str) -> dict:
     from motionkit_testing.workflows import svd_prompt
-    return svd_prompt(ckpt, IMAGE, frames=args.frames, width=args.width, height=args.height, steps=args.steps,
-                      seed=seed, cfg=2.5, a2f={} if patched else None, prefix=prefix)
+    p = svd_prompt(ckpt, IMAGE, frames=args.frames, width=args.width, height=args.height, steps=args.steps,
+                   seed=seed, cfg=2.5, prefix=prefix)
+    return add_patch(p, args) if patched else p
 
 
 class StepClock:
-    """ComfyUI progress-bar hook: wall-clock and process CPU time after each sampler step."""
+    """ComfyUI progress-bar hook: wall-clock and process CPU time after each sampler step. Only the
+    KSampler's ("ks") progress counts: other nodes (trajectory builders) report progress too."""
 
     def __init__(self, cuda: bool):
         self.cuda, self.marks = cuda, []
 
     def __call__(self, value, total, preview=None, node_id=None, **_):
+        if node_id is None:
+            from comfy_execution.utils import get_executing_context
+            context = get_executing_context()
+            node_id = context.node_id if context is not None else None
+        if node_id != "ks":
+            return
         if self.cuda:
             import torch
             torch.cuda.synchronize()
@@ -210,7 +230,7 @@ def child_memory(args) -> None:
 
 def cpu_memory(args, base: Path, variant: str) -> dict:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--device", "cpu", "--base", str(base),
+    cmd = [sys.executable, str(SCRIPT), "--device", "cpu", "--base", str(base),
            "--frames", str(args.frames), "--width", str(args.width), "--height", str(args.height),
            "--steps", str(MEMORY_STEPS), "--threads", str(args.threads), "--child-memory", variant]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -314,7 +334,7 @@ def summarise(args, spec, ckpt_path, times, memory, deltas, attention, dtype, el
     time_ratio = wall_ratio if args.device == "cuda" else cpu_ratio
     mem_ratio = work["patched"] / work["unpatched"]
     return {
-        "bench": "all_to_first", "device": args.device, "spec": spec.name,
+        "bench": BENCH, "device": args.device, "spec": spec.name,
         "unet_parameters": unet_parameters(ckpt_path), "dtype": dtype, "attention": attention,
         "frames": args.frames, "width": args.width, "height": args.height, "steps_per_run": args.steps,
         "rounds": args.rounds, "unet_batch": 2 * args.frames, "torch_threads": args.threads,
@@ -329,10 +349,11 @@ def summarise(args, spec, ckpt_path, times, memory, deltas, attention, dtype, el
         "working_memory_bytes": work, "peak_memory_bytes": peak,
         "time_ratio": time_ratio, "memory_ratio": mem_ratio,
         "peak_memory_ratio": peak["patched"] / peak["unpatched"],
-        "target": TARGET, "time_pass": time_ratio <= TARGET, "memory_pass": mem_ratio <= TARGET,
+        "target": TARGET, "memory_target": MEMORY_TARGET,
+        "time_pass": time_ratio <= TARGET, "memory_pass": mem_ratio <= MEMORY_TARGET,
         # a benchmark of a patch that changed nothing would measure nothing: it must alter every round's latent
         "patch_active": all(d > 0 for d in deltas),
-        "pass": time_ratio <= TARGET and mem_ratio <= TARGET and all(d > 0 for d in deltas),
+        "pass": time_ratio <= TARGET and mem_ratio <= MEMORY_TARGET and all(d > 0 for d in deltas),
         "latent_max_abs_diff_per_round": deltas, "wall_seconds": round(elapsed, 1),
     }
 
@@ -341,15 +362,15 @@ def print_table(r: dict) -> None:
     mib = 1024 ** 2
     verdict = lambda ok: "PASS" if ok else "FAIL"  # noqa: E731
     print()
-    print(f"All-to-First Attention cost: SVD '{r['spec']}' UNet ({r['unet_parameters'] / 1e6:.1f} M parameters, "
+    print(f"{TITLE} cost: SVD '{r['spec']}' UNet ({r['unet_parameters'] / 1e6:.1f} M parameters, "
           f"{r['dtype']}), {r['frames']} frames {r['width']}x{r['height']}, cfg batch {r['unet_batch']}, "
           f"device {r['device']}, attention {r['attention']}")
     print(f"{r['step_samples']['unpatched']} step times per variant over {r['rounds']} alternating rounds, "
           f"torch threads {r['torch_threads'] or 'default'}; gated time: {r['time_metric']}; "
           f"memory: {r['memory_method']}")
-    print(f"{'':34}{'without node':>14}{'with node':>14}{'ratio':>9}{'target':>9}  result")
-    row = lambda name, u, p, ratio, ok: print(  # noqa: E731
-        f"{name:34}{u:>14}{p:>14}{ratio:>9.3f}{'<= ' + str(r['target']):>9}  {ok}")
+    print(f"{'':34}{'without ' + NODE_LABEL:>14}{'with ' + NODE_LABEL:>14}{'ratio':>9}{'target':>9}  result")
+    row = lambda name, u, p, ratio, ok, target=r["target"]: print(  # noqa: E731
+        f"{name:34}{u:>14}{p:>14}{ratio:>9.3f}{'<= ' + str(target):>9}  {ok}")
     for metric in ("cpu", "wall"):
         med, rng = r[f"step_{metric}_seconds_median"], r[f"step_{metric}_seconds_range"]
         gated = (metric == "wall") == (r["time_metric"] == "wall")
@@ -359,7 +380,7 @@ def print_table(r: dict) -> None:
               f"{rng['patched'][0]:>7.3f}-{rng['patched'][1]:<6.3f}")
     w, pk = r["working_memory_bytes"], r["peak_memory_bytes"]
     row("sampling working memory (MiB)", f"{w['unpatched'] / mib:.1f}", f"{w['patched'] / mib:.1f}",
-        r["memory_ratio"], verdict(r["memory_pass"]))
+        r["memory_ratio"], verdict(r["memory_pass"]), r["memory_target"])
     print(f"{'peak memory incl. weights (MiB)':34}{pk['unpatched'] / mib:>14.1f}{pk['patched'] / mib:>14.1f}"
           f"{r['peak_memory_ratio']:>9.3f}  (information)")
     print(f"patch active: {r['patch_active']} (max |latent with - latent without| per round: "

@@ -79,16 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-class SamplerClock(base_bench.StepClock):
-    """The step clock, for the sampler's progress only (Arrows to Trajectories reports progress too)."""
-
-    def __call__(self, value, total, preview=None, node_id=None, **kw):
-        if node_id is None:
-            from comfy_execution.utils import get_executing_context
-            context = get_executing_context()
-            node_id = context.node_id if context is not None else None
-        if node_id == "ks":
-            super().__call__(value, total, preview, node_id=node_id, **kw)
+SamplerClock = base_bench.StepClock  # counts the KSampler's progress only
 
 
 def prompt(args, ckpt: str, variant: str, seed: int, prefix: str) -> dict:

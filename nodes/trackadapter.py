@@ -20,7 +20,7 @@ from ..modules.motion_field import interleave_with_warped
 from ..modules.trackadapter import (LAMBDA_BG, RASTER_PER_LATENT, TAU, AdapterFileError, LayerSpec, TrackAdapter,
                                     attention_loss_term, attention_map, cover_tokens, encoder_input, hard_region,
                                     layer_features, load_adapter, merge_heads, mixed_weights, motion_difference,
-                                    region_tokens, soft_region, split_heads, training_free_geometry)
+                                    object_ids, region_tokens, soft_region, split_heads, training_free_geometry)
 from ..modules.tracks import TrackInputError, TrackSet, read_tracks
 from ._comfy import (MotionKitInputError, SigmaWindow, require_model, require_percent_window, require_range,
                      temporal_self_attention)
@@ -106,8 +106,10 @@ class TrackRun:
     resolution), cached by resolution and device. An OUTER_SAMPLE wrapper clears the cache before and
     after each run, so nothing is held between runs."""
 
-    def __init__(self, tracks: TrackSet, adapter: Optional[TrackAdapter] = None):
+    def __init__(self, tracks: TrackSet, adapter: Optional[TrackAdapter] = None,
+                 masks: Optional[torch.Tensor] = None):
         self.tracks, self.adapter = tracks, adapter
+        self.masks = masks  # frame-0 object masks [K, H, W] in object_ids order, or None (estimated from tracks)
         self.training: Optional[TrainingTerms] = None
         self._cache: dict = {}
 
@@ -163,7 +165,7 @@ class TrackRun:
     # training-free mode
     def geometry(self, latent: tuple[int, int]):
         return self._cached(("geometry", latent), lambda: training_free_geometry(
-            self.tracks, latent[1] * RASTER_PER_LATENT, latent[0] * RASTER_PER_LATENT))
+            self.tracks, latent[1] * RASTER_PER_LATENT, latent[0] * RASTER_PER_LATENT, self.masks))
 
     def region(self, latent: tuple[int, int], height: int, width: int, tau: float, device) -> torch.Tensor:
         return self._cached(("region", latent, height, width, tau, str(device)),
@@ -338,6 +340,23 @@ class MotionKitTrackAdapterLoader:
         return (adapter,)
 
 
+def require_object_masks(node: str, masks, ts: TrackSet) -> torch.Tensor:
+    """The masks of the tracks' objects, in ``object_ids`` order (object label i is mask i)."""
+    if not torch.is_tensor(masks) or masks.ndim not in (2, 3):
+        raise MotionKitInputError(node, "masks", "expected a MASK batch [K, H, W].", "connect a MASK output.")
+    masks = (masks if masks.ndim == 3 else masks[None]).detach().float().cpu()
+    ids = object_ids(ts)
+    if ids and ids[-1] >= len(masks):
+        raise MotionKitInputError(node, "masks", f"the tracks use object {ids[-1]} but {len(masks)} masks are "
+                                  "connected.", "connect the same masks you gave Arrows to Trajectories.")
+    height, width = masks.shape[-2:]
+    if ts.width is not None and abs((ts.width / ts.height) / (width / height) - 1) > ASPECT_TOLERANCE:
+        raise MotionKitInputError(node, "masks", f"the masks are {width}x{height} but the tracks were drawn on a "
+                                  f"{ts.width}x{ts.height} image.", "connect the masks of the image the tracks "
+                                  "were drawn on.")
+    return masks[ids] if ids else masks[:0]
+
+
 class MotionKitApplyTrackAdapter:
     DESCRIPTION = (
         "TrackGo's TrackAdapter on Stable Video Diffusion: objects follow the TRACKS. In every temporal "
@@ -381,12 +400,17 @@ class MotionKitApplyTrackAdapter:
             "optional": {
                 "track_adapter": (ADAPTER_TYPE, {"tooltip": "Trained weights from 'Load TrackAdapter'. Leave "
                                                             "unconnected for the training-free mode."}),
+                "masks": ("MASK", {"tooltip": "Training-free mode: the objects' masks (one per object, as given to "
+                                              "Arrows to Trajectories). Without them each object's area is "
+                                              "estimated from its tracks."}),
             },
         }
 
-    def patch(self, model, tracks, lambda_bg, tau, strength, start_percent, end_percent, track_adapter=None):
+    def patch(self, model, tracks, lambda_bg, tau, strength, start_percent, end_percent, track_adapter=None,
+              masks=None):
         model = require_model(APPLY, model)
         ts = require_tracks(APPLY, tracks)
+        object_masks = None if masks is None else require_object_masks(APPLY, masks, ts)
         lambda_bg = require_range(APPLY, "lambda_bg", lambda_bg, 0.0, 1.0)
         tau = require_range(APPLY, "tau", tau, 0.0, 1.0)
         strength = require_range(APPLY, "strength", strength, 0.0, 1.0)
@@ -398,7 +422,8 @@ class MotionKitApplyTrackAdapter:
             return (model.clone(),)
         mode = "trained TrackAdapter" if track_adapter is not None else "training-free mode"
         log.info("[MotionKit] TrackAdapter (TrackGo): %s, %d tracks over %d frames", mode, ts.num_tracks, ts.num_frames)
-        return (patch_model(model, TrackRun(ts, track_adapter), lambda_bg, tau, strength, start_percent, end_percent),)
+        run = TrackRun(ts, track_adapter, object_masks)
+        return (patch_model(model, run, lambda_bg, tau, strength, start_percent, end_percent),)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -517,7 +517,8 @@ def test_public_inputs_and_names(comfy):
     import nodes
     spec = node().INPUT_TYPES()
     assert list(spec["required"]) == ["model", "tracks", "lambda_bg", "tau", "strength", "start_percent", "end_percent"]
-    assert list(spec["optional"]) == ["track_adapter"] and spec["optional"]["track_adapter"][0] == "MOTIONKIT_TRACKADAPTER"
+    assert list(spec["optional"]) == ["track_adapter", "masks"]   # appended inputs only, never reordered
+    assert spec["optional"]["track_adapter"][0] == "MOTIONKIT_TRACKADAPTER" and spec["optional"]["masks"][0] == "MASK"
     assert spec["required"]["tracks"][0] == "TRACKS"
     lam = spec["required"]["lambda_bg"][1]
     assert (lam["default"], lam["min"], lam["max"]) == (0.4, 0.0, 1.0)
@@ -526,3 +527,25 @@ def test_public_inputs_and_names(comfy):
     assert "WITHOUT track_adapter" in node().DESCRIPTION and "WITH track_adapter" in node().DESCRIPTION
     import folder_paths
     assert folder_paths.get_folder_paths("trackadapter")[0].endswith("trackadapter")
+
+
+def test_training_free_masks_input_gives_the_exact_object_region(svd):
+    """With the objects' masks connected, the frame-0 moving region is the mask itself (not the estimate from
+    the tracks), carried along the field; bad masks are clear errors."""
+    yy, xx = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
+    masks = (((xx - 22) ** 2 + (yy - 30) ** 2) < 6 ** 2).float()[None]   # a small disc inside square_tracks' box
+    patched = node()().patch(svd.model, square_tracks(4), 0.4, 0.1, 1.0, 0.0, 1.0, masks=masks)[0]
+    run = next(iter(patched.object_patches.values())).run
+    latent = tuple(svd.latent["samples"].shape[-2:])
+    geometry = run.geometry(latent)
+    raster = tuple(geometry.cover.shape[-2:])
+    expected = torch.nn.functional.interpolate(masks[:, None], size=raster, mode="area")[0, 0].gt(0.5).float()
+    assert torch.equal(geometry.cover[0], expected)
+    estimated = patch(svd.model).object_patches
+    assert not torch.equal(next(iter(estimated.values())).run.geometry(latent).cover[0], expected)
+    moved = run_sample(svd, patched)
+    assert (moved - svd.base).abs().max() > 1e-3
+    with pytest.raises(ValueError, match=r"input 'masks'.*object 0 but 0 masks"):
+        node()().patch(svd.model, square_tracks(4), 0.4, 0.1, 1.0, 0.0, 1.0, masks=torch.zeros(0, 64, 64))
+    with pytest.raises(ValueError, match=r"input 'masks'.*128x64"):
+        node()().patch(svd.model, square_tracks(4), 0.4, 0.1, 1.0, 0.0, 1.0, masks=torch.zeros(1, 64, 128))
