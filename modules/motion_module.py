@@ -290,7 +290,8 @@ def detect_motion_module(sd: dict) -> MotionModuleSpec:
     sites, lengths = [], set()
     first = f"{order[0]}."
     blocks = _count(sd, r"^" + re.escape(first) + r"temporal_transformer\.transformer_blocks\.(\d+)\.")
-    attn_blocks = _count(sd, r"^" + re.escape(first) + r"temporal_transformer\.transformer_blocks\.0\.attention_blocks\.(\d+)\.")
+    attn_blocks = _count(sd, r"^" + re.escape(first)
+                         + r"temporal_transformer\.transformer_blocks\.0\.attention_blocks\.(\d+)\.")
     for site in order:
         norm = sd.get(f"{site}.temporal_transformer.norm.weight")
         if norm is None or norm.ndim != 1:

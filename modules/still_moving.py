@@ -59,7 +59,8 @@ class AdapterFormatError(ValueError):
 
 # --- the math ----------------------------------------------------------------------------------------
 
-def motion_merged(weight: torch.Tensor, down: torch.Tensor, up: torch.Tensor, alpha: float, scale: float) -> torch.Tensor:
+def motion_merged(weight: torch.Tensor, down: torch.Tensor, up: torch.Tensor, alpha: float,
+                  scale: float) -> torch.Tensor:
     """``W + alpha * scale * (up @ down)``."""
     return weight + alpha * scale * (up @ down)
 
@@ -202,7 +203,8 @@ def parse_adapter(tensors: dict, metadata: Optional[dict]) -> AdapterFile:
     host = metadata.get("motion_host", "motion_modules")
     if host not in MOTION_HOSTS or set(targets) - {"motion", "spatial"} or any(
             p.rank < 1 or not math.isfinite(p.scale) for p in parts.values()):
-        raise AdapterFormatError(f"its metadata has motion_host={host!r}, targets={targets}, rank={ranks}, scale={scales}")
+        raise AdapterFormatError(f"its metadata has motion_host={host!r}, targets={targets}, rank={ranks}, "
+                                 f"scale={scales}")
     for key, value in tensors.items():
         kind, _, rest = key.partition(".")
         if kind not in parts or not rest.endswith((".lora_down.weight", ".lora_up.weight")):
@@ -232,7 +234,8 @@ def load_adapter(path: str) -> AdapterFile:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
             metadata = f.metadata()
     except Exception as e:
-        raise AdapterFormatError(f"it is not a readable safetensors file ({type(e).__name__}: {str(e)[:120]})") from None
+        raise AdapterFormatError(f"it is not a readable safetensors file ({type(e).__name__}: "
+                                 f"{str(e)[:120]})") from None
     return parse_adapter(tensors, metadata)
 
 
@@ -292,7 +295,8 @@ def autograd_ready(*roots: nn.Module):
                         if tensor is not None and tensor.is_inference():
                             swapped.append((table, name, tensor))
                             copy = tensor.clone()
-                            table[name] = nn.Parameter(copy, requires_grad=False) if table is module._parameters else copy
+                            is_param = table is module._parameters
+                            table[name] = nn.Parameter(copy, requires_grad=False) if is_param else copy
         yield
     finally:
         for table, name, tensor in reversed(swapped):

@@ -49,7 +49,8 @@ TRAIN_SPATIAL = "Train Spatial Adapters (MotionKitTrainSpatialAdapters)"
 
 
 def register_model_folder() -> None:
-    folder_paths.add_model_folder_path(STILL_MOVING, os.path.join(folder_paths.models_dir, STILL_MOVING), is_default=True)
+    folder_paths.add_model_folder_path(STILL_MOVING, os.path.join(folder_paths.models_dir, STILL_MOVING),
+                                       is_default=True)
     paths, _ = folder_paths.folder_names_and_paths[STILL_MOVING]
     folder_paths.folder_names_and_paths[STILL_MOVING] = (paths, {".safetensors"})
 
@@ -78,7 +79,8 @@ def motion_sites(model: comfy.model_patcher.ModelPatcher, node: str) -> tuple[st
     sites = [Site(f"diffusion_model.{name}.{proj}", getattr(module, proj)) for name, module in unet.named_modules()
              if ".time_stack." in f".{name}" and name.endswith(".attn1") for proj in MOTION_PROJECTIONS]
     if not sites:
-        raise MotionKitInputError(node, "model", f"this MODEL ({type(model.model).__name__}) has no temporal attention.",
+        raise MotionKitInputError(node, "model",
+                                  f"this MODEL ({type(model.model).__name__}) has no temporal attention.",
                                   "load a motion module on the SD1.5 model first ('Load Motion Module'), or use an "
                                   "SVD model.")
     return "unet", sites
@@ -124,7 +126,7 @@ def _spatial_patches_last(executor, model, *args, **kwargs):
     changed = False
     for key, patches in model.patches.items():
         ordered = sorted(patches, key=lambda p: isinstance(p[1], SpatialAdapterPatch))   # stable
-        if ordered != patches:
+        if any(a is not b for a, b in zip(ordered, patches)):   # by identity: entries may hold tensors
             model.patches[key] = ordered
             changed = True
     if changed:
@@ -172,8 +174,9 @@ def apply_adapter(model: comfy.model_patcher.ModelPatcher, adapter: AdapterFile,
     if motion is not None and motion_alpha != 0.0:
         host, sites = motion_sites(patched, node)
         if host != adapter.motion_host:
-            raise MotionKitInputError(node, "adapter", f"'{name}' was trained on {adapter.motion_host.replace('_', ' ')} "
-                                      f"but this MODEL's temporal attention is in its {host.replace('_', ' ')}.",
+            raise MotionKitInputError(node, "adapter", f"'{name}' was trained on "
+                                      f"{adapter.motion_host.replace('_', ' ')} but this MODEL's temporal "
+                                      f"attention is in its {host.replace('_', ' ')}.",
                                       "apply it to the kind of video model it was trained on.")
         pairs = _match(node, "adapter", motion.tensors, sites, "motion", name)
         # LoRAAdapter computes W + strength * (alpha / rank) * up @ down: alpha = scale * rank gives the scale.
@@ -218,7 +221,8 @@ class MotionKitStillMovingAdapter:
             "adapter": (folder_paths.get_filename_list(STILL_MOVING), {
                 "tooltip": "A Still-Moving adapter file from models/still_moving."}),
             "motion_alpha": ("FLOAT", {"default": 0.0, "min": -10.0, "max": 10.0, "step": 0.05,
-                                       "tooltip": "Motion adapter scale: 1 = frozen video, 0 = off, negative = more motion."}),
+                                       "tooltip": "Motion adapter scale: 1 = frozen video, 0 = off, "
+                                                  "negative = more motion."}),
             "spatial_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.05,
                                            "tooltip": "Scale of the spatial adapters (0 = off)."}),
         }}
@@ -332,7 +336,8 @@ def train_adapters(model: comfy.model_patcher.ModelPatcher, positive, spec: Trai
     def save_checkpoint(step: int) -> None:
         os.makedirs(os.path.dirname(ckpt), exist_ok=True)
         torch.save({"step": step, "losses": losses, "fingerprint": fingerprint, "optimizer": optimizer.state_dict(),
-                    "adapters": {p: {k: v.detach().cpu() for k, v in m.state_dict().items()} for p, m in trainable.items()},
+                    "adapters": {p: {k: v.detach().cpu() for k, v in m.state_dict().items()}
+                                 for p, m in trainable.items()},
                     "data": [it.latent for it in items], "items": [(it.alpha, it.weight, it.kind) for it in items]},
                    ckpt + ".partial")
         os.replace(ckpt + ".partial", ckpt)   # an interrupted save never spoils the previous checkpoint
@@ -362,24 +367,24 @@ def train_adapters(model: comfy.model_patcher.ModelPatcher, positive, spec: Trai
 
         pbar = comfy.utils.ProgressBar(spec.steps)
         pbar.update_absolute(start)
-        step = start
+        done = start
         with autograd_ready(model_wrap.inner_model.diffusion_model), attached(attach(alpha)), torch.enable_grad():
             report["eval_loss_before"] = evaluate()
             try:
                 for step in range(start, spec.steps):
                     comfy.model_management.throw_exception_if_processing_interrupted()
-                    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(step_seed(spec.seed, step, 7)))
-                    loss = batch_loss(step, order[:spec.batch_size].tolist())
+                    draw = torch.Generator().manual_seed(step_seed(spec.seed, step, 7))
+                    loss = batch_loss(step, torch.randperm(len(items), generator=draw)[:spec.batch_size].tolist())
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     losses.append(float(loss.detach()))
-                    pbar.update_absolute(step + 1)
-                    if spec.checkpoint_every and (step + 1) % spec.checkpoint_every == 0:
-                        save_checkpoint(step + 1)
-                step = spec.steps
-            except BaseException:   # interrupted (or failed): keep what was learned, resumable
-                save_checkpoint(step)
+                    done = step + 1
+                    if spec.checkpoint_every and done % spec.checkpoint_every == 0:
+                        save_checkpoint(done)
+                    pbar.update_absolute(done)   # ComfyUI's server hook may raise the interrupt here
+            except BaseException:   # interrupted (or failed): keep the finished steps, resumable
+                save_checkpoint(done)
                 raise
             report["eval_loss_after"] = evaluate()
         save_checkpoint(spec.steps)
@@ -462,12 +467,14 @@ def _base_info(model, host: str) -> dict:
 
 def _common_inputs(generated: str) -> dict:
     return {
-        "adapter_name": ("STRING", {"default": "still_moving", "tooltip": "Output: models/still_moving/<name>.safetensors "
-                                    "(and <name>.resume.pt, the resumable checkpoint)."}),
+        "adapter_name": ("STRING", {"default": "still_moving",
+                                    "tooltip": "Output: models/still_moving/<name>.safetensors (and <name>.resume.pt, "
+                                               "the resumable checkpoint)."}),
         "video_frames": ("INT", {"default": 16, "min": 2, "max": 64, "tooltip": "Frames of each training video."}),
         "width": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8}),
         "height": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8}),
-        "generation_steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": f"Sampling steps for {generated}."}),
+        "generation_steps": ("INT", {"default": 20, "min": 1, "max": 200,
+                                     "tooltip": f"Sampling steps for {generated}."}),
         "cfg": ("FLOAT", {"default": 7.5, "min": 1.0, "max": 30.0, "step": 0.1, "tooltip": f"CFG for {generated}."}),
         "rank": ("INT", {"default": 8, "min": 1, "max": 256}),
         "steps": ("INT", {"default": 1000, "min": 1, "max": 100000, "tooltip": "Optimizer steps."}),
@@ -482,7 +489,8 @@ def _common_inputs(generated: str) -> dict:
 
 def _check_common(node: str, model, video_frames: int, width: int, height: int) -> None:
     if width % 8 or height % 8:
-        raise MotionKitInputError(node, "width", f"{width}x{height} is not a multiple of 8.", "use sizes divisible by 8.")
+        raise MotionKitInputError(node, "width", f"{width}x{height} is not a multiple of 8.",
+                                  "use sizes divisible by 8.")
     if motion_patcher(model) is None:
         raise MotionKitInputError(node, "model", "this MODEL has no motion module.",
                                   "connect the output of 'Load Motion Module' (training on SVD is not supported).")
@@ -547,7 +555,8 @@ class MotionKitTrainMotionAdapter:
         by_path = {s.path: s for s in sites}
 
         def attach(alpha: Scale):
-            return [(by_path[p].module, motion_lora_forward(by_path[p].module, m, alpha, 1.0)) for p, m in trainable.items()]
+            return [(by_path[p].module, motion_lora_forward(by_path[p].module, m, alpha, 1.0))
+                    for p, m in trainable.items()]
 
         trained, report = train_adapters(model, positive, spec, items, trainable, attach, state)
         data = AdapterFile(motion=AdapterPart(spec.rank, 1.0, {p: (m.down, m.up) for p, m in trained.items()}),
@@ -594,8 +603,8 @@ class MotionKitTrainSpatialAdapters:
         node = TRAIN_SPATIAL
         model = require_model(node, model)
         uncustomized_model = require_model(node, uncustomized_model, "uncustomized_model")
-        spec = TrainSpec(node, "spatial", _require_name(node, adapter_name), int(rank), int(steps), float(learning_rate),
-                         int(batch_size), int(seed), int(checkpoint_every), bool(resume))
+        spec = TrainSpec(node, "spatial", _require_name(node, adapter_name), int(rank), int(steps),
+                         float(learning_rate), int(batch_size), int(seed), int(checkpoint_every), bool(resume))
         _check_common(node, model, video_frames, width, height)
         motion_file, _ = _require_adapter_file(node, motion_adapter, "motion_adapter")
         motion = motion_file.parts().get("motion")
@@ -628,7 +637,8 @@ class MotionKitTrainSpatialAdapters:
             return pairs
 
         trained, report = train_adapters(model, positive, spec, items, trainable, attach, state)
-        data = AdapterFile(motion=motion, spatial=AdapterPart(spec.rank, 1.0, {p: (m.down, m.up) for p, m in trained.items()}),
+        spatial = AdapterPart(spec.rank, 1.0, {p: (m.down, m.up) for p, m in trained.items()})
+        data = AdapterFile(motion=motion, spatial=spatial,
                            motion_host=host, base_model={**_base_info(model, host), "motion_adapter": motion_adapter})
         return _finish(spec, data, report)
 
@@ -638,7 +648,8 @@ def _finish(spec: TrainSpec, data: AdapterFile, report: dict) -> dict:
     path = os.path.join(folder_paths.get_folder_paths(STILL_MOVING)[0], f"{spec.adapter_name}.safetensors")
     save_adapter(path, data)
     report.update(adapter=os.path.basename(path), kind=spec.kind)
-    summary = {k: report[k] for k in ("adapter", "steps", "resumed_at", "eval_loss_before", "eval_loss_after") if k in report}
+    summary = {k: report[k] for k in ("adapter", "steps", "resumed_at", "eval_loss_before", "eval_loss_after")
+               if k in report}
     log.info("MotionKit: trained %s", summary)
     return {"ui": {"text": [json.dumps(summary)]}, "result": (report["adapter"], json.dumps(report))}
 

@@ -317,8 +317,9 @@ def write_clips(folder: Path, count: int = 2, frames: int = 5) -> None:
 
 @pytest.mark.slow
 def test_interrupted_training_resumes_to_the_same_adapter(comfy, sd, base_dir):
-    """Progress is reported per step; an interrupt at step 3 leaves a checkpoint; resuming finishes with
-    factors bit-equal to an uninterrupted run. The data are frames of clips from a folder (3 per clip)."""
+    """Progress is reported per step. Interrupted twice (by the interrupt flag the loop checks, at step 2, and
+    by a progress hook that raises, as ComfyUI's server hook does, at step 4) and resumed each time, training
+    finishes with factors bit-equal to an uninterrupted run. The data are frames of clips from a folder."""
     import comfy.model_management as management
     import comfy.utils as comfy_utils
     clips = base_dir / "input" / "motionkit_clips"
@@ -329,24 +330,31 @@ def test_interrupted_training_resumes_to_the_same_adapter(comfy, sd, base_dir):
 
     seen = []
 
-    def hook(value, total, preview, node_id=None):
+    def flag_at_2(value, total, preview, node_id=None):
         seen.append((value, total))
-        if (value, total) == (3, 6):
+        if (value, total) == (2, 6):
             management.interrupt_current_processing(True)
 
+    def raise_at_4(value, total, preview, node_id=None):
+        seen.append((value, total))
+        if (value, total) == (4, 6):
+            raise management.InterruptProcessingException()
+
     previous = comfy_utils.PROGRESS_BAR_HOOK
-    comfy_utils.set_progress_bar_global_hook(hook)
+    ckpt = still_moving_dir(base_dir) / "motionkit_t_resumed.resume.pt"
     try:
-        with pytest.raises(WorkflowError):
-            comfy.run(train_prompt(sd, "motion", "motionkit_t_resumed", 6, **inputs))
+        for hook, resume, stopped_at in ((flag_at_2, False, 2), (raise_at_4, True, 4)):
+            comfy_utils.set_progress_bar_global_hook(hook)
+            with pytest.raises(WorkflowError):
+                comfy.run(train_prompt(sd, "motion", "motionkit_t_resumed", 6, resume=resume, **inputs))
+            state = torch.load(ckpt, weights_only=True)
+            assert state["step"] == stopped_at and len(state["losses"]) == stopped_at and len(state["data"]) == 2 * 3
     finally:
         comfy_utils.set_progress_bar_global_hook(previous)
-    assert [v for v in seen if v[1] == 6] == [(0, 6), (1, 6), (2, 6), (3, 6)]
-    state = torch.load(still_moving_dir(base_dir) / "motionkit_t_resumed.resume.pt", weights_only=True)
-    assert state["step"] == 3 and len(state["losses"]) == 3 and len(state["data"]) == 2 * 3
+    assert [v for v in seen if v[1] == 6] == [(0, 6), (1, 6), (2, 6), (2, 6), (3, 6), (4, 6)]
     assert not (still_moving_dir(base_dir) / "motionkit_t_resumed.safetensors").exists()
     resumed = report_of(comfy.run(train_prompt(sd, "motion", "motionkit_t_resumed", 6, resume=True, **inputs)))
-    assert resumed["resumed_at"] == 3
+    assert resumed["resumed_at"] == 4
     a = load_file(str(still_moving_dir(base_dir) / "motionkit_t_straight.safetensors"))
     b = load_file(str(still_moving_dir(base_dir) / "motionkit_t_resumed.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

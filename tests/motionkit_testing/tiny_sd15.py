@@ -201,26 +201,32 @@ def _tiny_clip_model():
     return TinySD1ClipModel
 
 
-def _supported_model():
+def _supported_model(width: int = WIDTH):
     import comfy.supported_models
     from comfy import sd1_clip, supported_models_base
 
-    cfg = unet_config()
+    cfg = unet_config(width)
     clip_model = _tiny_clip_model()
     match = ("context_dim", "model_channels", "use_linear_in_transformer", "adm_in_channels",
              "use_temporal_attention", "in_channels", "channel_mult", "num_res_blocks", "transformer_depth")
-    return type("MotionKitTest_SD15_tiny", (comfy.supported_models.SD15,), {
+    return type(_model_name(width), (comfy.supported_models.SD15,), {
         "unet_config": {k: cfg[k] for k in match},
         "unet_extra_config": {"num_heads": 8, "num_head_channels": -1},
         "clip_target": lambda self, state_dict={}: supported_models_base.ClipTarget(sd1_clip.SD1Tokenizer, clip_model),
     })
 
 
-def register_tiny_sd15() -> None:
-    """Make ComfyUI's stock ``CheckpointLoaderSimple`` accept the tiny SD1.5 shapes. Idempotent."""
+def _model_name(width: int) -> str:
+    return "MotionKitTest_SD15_tiny" if width == WIDTH else f"MotionKitTest_SD15_w{width}"
+
+
+def register_tiny_sd15(widths: tuple = (WIDTH,)) -> None:
+    """Make ComfyUI's stock ``CheckpointLoaderSimple`` accept SD1.5 UNets of these widths (the tests use 32,
+    the benchmark a wider one). Idempotent."""
     import comfy.supported_models
-    if "MotionKitTest_SD15_tiny" not in {m.__name__ for m in comfy.supported_models.models}:
-        comfy.supported_models.models.append(_supported_model())
+    for width in widths:
+        if _model_name(width) not in {m.__name__ for m in comfy.supported_models.models}:
+            comfy.supported_models.models.append(_supported_model(width))
 
 
 # --- files for a test session -----------------------------------------------------------------------
