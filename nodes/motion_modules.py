@@ -111,6 +111,9 @@ class MotionModuleSlot(nn.Module):
                 f"sample at most {options.max_len if augment is None else (options.max_len + 1) // 2} frames "
                 "(the latent batch size), or use a motion module trained for longer videos.")
         weight = self.module.temporal_transformer.proj_in.weight
+        if weight.device != x.device:   # ComfyUI offloaded part of the modules under memory pressure
+            self.module.to(x.device)
+            weight = self.module.temporal_transformer.proj_in.weight
         attention = functools.partial(optimized_attention, transformer_options=transformer_options)
         out = self.module(x.to(weight.dtype), frames, attention, augment)
         return out.to(x.dtype)
@@ -136,10 +139,15 @@ def _run_slot(layer, x, emb, context, transformer_options, *args, **kwargs):
 # --- the motion modules as their own ModelPatcher ------------------------------------------------------
 
 class MotionModulePatcher(comfy.model_patcher.ModelPatcher):
-    """A ModelPatcher around a :class:`MotionModuleSet` (a plain module: no ``get_dtype``)."""
+    """A ModelPatcher around a :class:`MotionModuleSet` (a plain torch module: no ``get_dtype``)."""
 
     def model_dtype(self):
         return next(self.model.parameters()).dtype
+
+    def load(self, device_to=None, lowvram_model_memory=0, force_patch_weights=False, full_load=False):
+        # Plain torch layers cannot be cast to the device per call as ComfyUI's ops are in low-VRAM mode, so
+        # the modules always load completely (buffers such as the position encodings included).
+        return super().load(device_to, 0, force_patch_weights, True)
 
 
 def motion_patcher(model: comfy.model_patcher.ModelPatcher) -> Optional[MotionModulePatcher]:

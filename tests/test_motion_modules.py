@@ -179,10 +179,11 @@ def test_modules_leave_after_failed_and_interrupted_sampling(sd):
     assert torch.equal(sd15.sample(mm, sd["pos"], sd["neg"]), sd15.sample(mm, sd["pos"], sd["neg"]))
 
 
-def test_through_the_executor_the_video_differs_and_the_unet_is_restored(comfy, sd, base_dir):
-    plain = saved_latent(base_dir, comfy.run(sd15.sd15_prompt(sd, motion=None, prefix="mm_plain")))
-    video = saved_latent(base_dir, comfy.run(sd15.sd15_prompt(sd, motion="v2", prefix="mm_v2")))
-    again = saved_latent(base_dir, comfy.run(sd15.sd15_prompt(sd, motion=None, prefix="mm_plain2", seed=7)))
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_through_the_executor_the_video_differs_and_the_unet_is_restored(comfy, sd, base_dir, layout):
+    plain = saved_latent(base_dir, comfy.run(sd15.sd15_prompt(sd, motion=None, prefix=f"mm_plain_{layout}")))
+    video = saved_latent(base_dir, comfy.run(sd15.sd15_prompt(sd, motion=layout, prefix=f"mm_{layout}")))
+    again = saved_latent(base_dir, comfy.run(sd15.sd15_prompt(sd, motion=None, prefix=f"mm_plain2_{layout}", seed=7)))
     assert video.shape == plain.shape == (4, 4, 8, 8)
     assert (video - plain).abs().max() > 1e-3
     assert torch.equal(again, plain)   # sampling the plain model after the video one: no module left behind

@@ -163,6 +163,27 @@ def test_spatial_adapters_stack_with_a_style_lora_in_either_order(sd, adapter, b
     assert (lora_delta(p).abs().max() > 1e-3) and not close(s1[p][0], spatial_ref(base_w[p][0], t, p, 1.5, 0.75), 1e-5)
 
 
+def test_adapters_stack_with_the_other_motionkit_patches_in_any_order(sd, adapter):
+    """Still-Moving (weight patches), All-to-First (spatial forwards) and Motion-Augmented Attention (motion
+    modules' attention) compose: the sampled video does not depend on the order of the three nodes."""
+    from motionkit_testing.pack import pack_module
+    flow = torch.zeros(4, 2, 64, 64)
+    flow[:, 0] = 6.0 * torch.arange(4).view(-1, 1, 1) / 3
+    field = pack_module("motion_field").make_motion_field(flow)
+    steps = {"sm": lambda m: adapter_node().apply(m, adapter["name"], -0.5, 1.0)[0],
+             "a2f": lambda m: sd15.node("MotionKitAllToFirstAttention")().patch(m, 0.7, 0.0, 1.0)[0],
+             "maa": lambda m: sd15.node("MotionKitMotionAugmentedAttention")().patch(m, field, 1.0, 0.0, 1.0)[0]}
+    outs = []
+    for order in (("sm", "a2f", "maa"), ("maa", "a2f", "sm"), ("a2f", "sm", "maa")):
+        m = adapter["mm"]
+        for name in order:
+            m = steps[name](m)
+        outs.append(sd15.sample(m, sd["pos"], sd["neg"]))
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    only_sm = sd15.sample(steps["sm"](adapter["mm"]), sd["pos"], sd["neg"])
+    assert (outs[0] - only_sm).abs().max() > 1e-3
+
+
 def test_motion_adapter_on_svd_time_stack(comfy, tiny_ckpt, base_dir):
     from motionkit_testing.svd import conditioning
     model, pos, neg, latent = conditioning(tiny_ckpt, 4, 64)
