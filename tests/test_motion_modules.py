@@ -5,6 +5,7 @@ module, All-to-First and Motion-Augmented Attention on the loader's models, coex
 AnimateDiff-Evolved, and clear errors."""
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from motionkit_testing.tiny_sd15 import (WIDTH, follow_your_click_checkpoint, mo
 from motionkit_testing.workflows import saved_latent
 
 REPO = Path(__file__).resolve().parents[1]
-MANIFEST = Path("/work/shared/research/manifests/motion_i2v_stage2_motion_block.json")
+# Key -> shape of Motion-I2V's motion_block.bin, from the official model classes on the meta device
+# (G-U-N/Motion-I2V at bc787e1, diffusers 0.11.1; no weights involved).
+MANIFEST = REPO / "tests" / "data" / "motion_i2v_stage2_motion_block_manifest.json.gz"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -49,9 +52,8 @@ def unet_of(model):
 def test_harness_builds_the_official_v2_layout():
     """The test files are built from AnimateDiff's configuration; at SD1.5 width the v2 builder reproduces the
     key/shape manifest of Motion-I2V's motion_block.bin (instantiated from the official code)."""
-    if not MANIFEST.is_file():
-        pytest.skip(f"no manifest at {MANIFEST}")
-    manifest = {k: tuple(v) for k, v in json.loads(MANIFEST.read_text()).items()}
+    with gzip.open(MANIFEST, "rt") as f:
+        manifest = {k: tuple(v) for k, v in json.load(f).items()}
     assert motion_module_shapes("v2", 320) == manifest
     v1 = motion_module_shapes("v1", 320)
     assert not any(k.startswith("mid_block.") for k in v1) and len(v1) == 588 - 28
