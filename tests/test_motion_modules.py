@@ -363,3 +363,22 @@ def test_svd_model_is_refused(comfy, tiny_ckpt, sd):
     svd, _, _ = load_tiny(tiny_ckpt)
     with pytest.raises(ValueError, match=r"'model'.*(SD1.5 UNet layout|already has temporal layers)"):
         sd15.node("MotionKitLoadMotionModule")().load(svd, sd["v2"])
+
+
+def test_first_frame_latent_keeps_frame_0_on_the_image(sd, tiny_ckpt):   # tiny_ckpt writes the test image
+    import comfy.sample
+    import nodes
+    image = nodes.LoadImage().load_image("motionkit_test.png")[0]
+    (latent,) = sd15.node("MotionKitFirstFrameLatent")().encode(sd["vae"], image, 64, 64, 4)
+    encoded = sd["vae"].encode(image[..., :3])
+    assert torch.equal(latent["samples"][0], encoded[0]) and not latent["samples"][1:].any()
+    assert latent["noise_mask"].shape == (4, 1, 8, 8)
+    assert not latent["noise_mask"][0].any() and latent["noise_mask"][1:].eq(1).all()
+    mm = sd15.with_motion(sd["model"], sd, "v2")
+    noise = comfy.sample.prepare_noise(latent["samples"], 3)
+    video = comfy.sample.sample(mm, noise, 2, sd15.CFG, "euler", "karras", sd["pos"], sd["neg"], latent["samples"],
+                                denoise=1.0, noise_mask=latent["noise_mask"], seed=3, disable_pbar=True)
+    assert torch.allclose(video[0], encoded[0], rtol=1e-5, atol=1e-5)
+    assert (video[1:] - encoded[0]).abs().amax(dim=(1, 2, 3)).min() > 1e-2
+    with pytest.raises(ValueError, match=r"'width'.*not a multiple of 8"):
+        sd15.node("MotionKitFirstFrameLatent")().encode(sd["vae"], image, 60, 64, 4)
