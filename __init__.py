@@ -19,7 +19,9 @@ _NODE_MODULES = (
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
-for _name in _NODE_MODULES:
+# ComfyUI's loader always imports this file as a package. Tools that import it as a lone module (pytest
+# collecting the checkout folder, whose name may not be an identifier) get no package and no nodes.
+for _name in _NODE_MODULES if __package__ else ():
     _module = import_module(f".nodes.{_name}", __name__)
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)

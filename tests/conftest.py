@@ -19,8 +19,8 @@ TINY_CKPT = "motionkit_tiny_svd.safetensors"
 TEST_IMAGE = "motionkit_test.png"
 
 
-# Configured at import, before pytest imports the pack's own __init__.py (the repo root is a package):
-# that import pulls in ComfyUI, which must already see --cpu and the test base directory.
+# Configured at import, before anything imports ComfyUI (which must see --cpu and the test base directory
+# from its first import on).
 COMFY_PATH = cs.comfyui_path()
 BASE_DIR = cs.make_base_dir(Path(tempfile.mkdtemp(prefix="motionkit-comfy-")))
 cs.configure_comfy(BASE_DIR, COMFY_PATH)

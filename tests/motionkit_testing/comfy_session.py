@@ -42,8 +42,9 @@ def make_base_dir(base: Path, with_test_models: bool = True) -> Path:
 
 def configure_comfy(base: Path, comfy: Path) -> None:
     """Put ComfyUI on sys.path with CPU and base-directory settings, before anything imports it."""
-    if str(comfy) not in sys.path:
-        sys.path.insert(0, str(comfy))
+    if str(comfy) in sys.path:
+        sys.path.remove(str(comfy))
+    sys.path.insert(0, str(comfy))  # first: ComfyUI's top-level `nodes` must win over any other
     from comfy.cli_args import args
     args.cpu = True  # must precede the first import of comfy.model_management
     args.base_directory = str(base)
