@@ -83,8 +83,8 @@ def pack():
     its ``__init__`` (which registers every node, and needs a server)."""
     init = (REPO / "__init__.py").resolve()
     for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) and Path(module.__file__).resolve() == init:
-            return module
+        if getattr(module, "__file__", None) and hasattr(module, "__path__") and Path(module.__file__).resolve() == init:
+            return module  # as a package (a tool may also have imported the file as a lone module)
     if PACK not in sys.modules:
         spec = importlib.util.spec_from_file_location(PACK, init, submodule_search_locations=[str(REPO)])
         sys.modules[PACK] = importlib.util.module_from_spec(spec)
