@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import re
+import types
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import comfy.model_patcher
 from comfy.ldm.modules.attention import BasicTransformerBlock, CrossAttention
@@ -100,6 +101,22 @@ def temporal_self_attention(model: comfy.model_patcher.ModelPatcher, node: str) 
             node, "model", f"found no temporal attention layers in {type(model.model).__name__}.",
             "connect a Stable Video Diffusion model (its UNet has time_stack temporal attention).")
     return sites
+
+
+def patch_forwards(patched: comfy.model_patcher.ModelPatcher, sites: list[AttentionSite],
+                   make: Callable[[AttentionSite, Callable], Any], kind: type) -> None:
+    """Object-patch each site's ``forward`` with ``make(site, inner)``.
+
+    ``inner`` is what runs there in this clone: another node's patch (chained onto), else the class's own
+    forward bound to the module, never a forward some other clone left installed on the shared module. An
+    earlier patch of the same ``kind`` (with an ``inner`` attribute) is replaced, never stacked on.
+    """
+    for site in sites:
+        key = f"{site.path}.forward"
+        inner = patched.object_patches.get(key) or types.MethodType(type(site.module).forward, site.module)
+        if isinstance(inner, kind):
+            inner = inner.inner
+        patched.add_object_patch(key, make(site, inner))
 
 
 class SigmaWindow:

@@ -1,15 +1,13 @@
 """All-to-First Attention (Puppet-Master): a patch on a clone of the MODEL, never on the shared network."""
 from __future__ import annotations
 
-import types
 from typing import Callable
 
-import torch
 from comfy.ldm.modules.attention import CrossAttention, optimized_attention
 
 from ..modules.all_to_first import all_to_first_attention, blend
 from ..modules.layout import first_frame
-from ._comfy import (MotionKitInputError, SigmaWindow, frames_per_video, require_model, require_percent_window,
+from ._comfy import (SigmaWindow, frames_per_video, patch_forwards, require_model, require_percent_window,
                      require_range, spatial_self_attention)
 
 NODE = "All-to-First Attention (MotionKitAllToFirstAttention)"
@@ -82,14 +80,8 @@ class MotionKitAllToFirstAttention:
         if strength == 0.0:
             return (patched,)
         window = SigmaWindow(patched, start_percent, end_percent)
-        for site in sites:
-            key = f"{site.path}.forward"
-            # Chain onto this clone's own earlier patch of the same forward (another node's), else the
-            # class's forward: never a forward some other clone left installed on the shared module.
-            inner = patched.object_patches.get(key) or types.MethodType(type(site.module).forward, site.module)
-            if isinstance(inner, AllToFirstForward):  # replace an earlier All-to-First, never stack on it
-                inner = inner.inner
-            patched.add_object_patch(key, AllToFirstForward(site.module, inner, strength, window))
+        patch_forwards(patched, sites, lambda site, inner: AllToFirstForward(site.module, inner, strength, window),
+                       AllToFirstForward)
         return (patched,)
 
 

@@ -2,7 +2,6 @@
 SVD, and a field viewer. MOTION_FIELD is documented in modules/motion_field.py."""
 from __future__ import annotations
 
-import types
 from typing import Callable
 
 import torch
@@ -14,8 +13,8 @@ from ..modules.tracks import EXTRAS_KEY, TrackInputError, TrackSet, read_tracks
 from ..modules.motion_field import (check_motion_field, flow_to_rgb, interleave_with_warped, make_motion_field,
                                     resize_flow, warp_image)
 from .motion_modules import augment_motion_modules, has_motion_modules
-from ._comfy import (MotionKitInputError, SigmaWindow, require_model, require_percent_window, require_range,
-                     temporal_self_attention)
+from ._comfy import (MotionKitInputError, SigmaWindow, patch_forwards, require_model, require_percent_window,
+                     require_range, temporal_self_attention)
 
 MOTION_FIELD = "MOTION_FIELD"
 PREDICTOR = "Trajectories to Motion Field (MotionKitTracksToMotionField)"
@@ -180,12 +179,9 @@ class MotionKitMotionAugmentedAttention:
             return (patched,)
         window = SigmaWindow(patched, start_percent, end_percent)
         pyramid = FlowPyramid(field["flow"])
-        for site in sites:
-            key = f"{site.path}.forward"
-            inner = patched.object_patches.get(key) or types.MethodType(type(site.module).forward, site.module)
-            if isinstance(inner, MotionAugmentedForward):  # replace an earlier one, never stack on it
-                inner = inner.inner
-            patched.add_object_patch(key, MotionAugmentedForward(site.module, inner, pyramid, strength, window))
+        patch_forwards(patched, sites,
+                       lambda site, inner: MotionAugmentedForward(site.module, inner, pyramid, strength, window),
+                       MotionAugmentedForward)
         return (patched,)
 
 

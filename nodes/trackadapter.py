@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import types
 from typing import Callable, Optional
 
 import torch
@@ -22,8 +21,8 @@ from ..modules.trackadapter import (LAMBDA_BG, RASTER_PER_LATENT, TAU, AdapterFi
                                     layer_features, load_adapter, merge_heads, mixed_weights, motion_difference,
                                     object_ids, region_tokens, soft_region, split_heads, training_free_geometry)
 from ..modules.tracks import TrackInputError, TrackSet, read_tracks
-from ._comfy import (MotionKitInputError, SigmaWindow, require_model, require_percent_window, require_range,
-                     temporal_self_attention)
+from ._comfy import (MotionKitInputError, SigmaWindow, patch_forwards, require_model, require_percent_window,
+                     require_range, temporal_self_attention)
 from .motion_field import FlowPyramid
 
 log = logging.getLogger("MotionKit")
@@ -275,15 +274,8 @@ def patch_model(model, run: TrackRun, lambda_bg: float, tau: float, strength: fl
     index = require_adapter(node, run.adapter, model) if run.adapter is not None else {}
     patched = model.clone()
     window = SigmaWindow(patched, start_percent, end_percent)
-    for site in sites:
-        key = f"{site.path}.forward"
-        # Chain onto this clone's own earlier patch of the same forward (another node's), else the class's
-        # forward: never a forward some other clone left installed on the shared module.
-        inner = patched.object_patches.get(key) or types.MethodType(type(site.module).forward, site.module)
-        if isinstance(inner, TrackAdapterForward):  # replace an earlier TrackAdapter, never stack on it
-            inner = inner.inner
-        patched.add_object_patch(key, TrackAdapterForward(site.module, inner, run, index.get(site.path), lambda_bg,
-                                                          tau, strength, window))
+    patch_forwards(patched, sites, lambda site, inner: TrackAdapterForward(
+        site.module, inner, run, index.get(site.path), lambda_bg, tau, strength, window), TrackAdapterForward)
     outer = comfy.patcher_extension.WrappersMP.OUTER_SAMPLE
     patched.remove_wrappers_with_key(outer, WRAPPER_KEY)
     patched.add_wrapper_with_key(outer, WRAPPER_KEY, ClearPerRun(run))
