@@ -32,10 +32,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -143,17 +141,8 @@ def child_memory(args) -> None:
     print("MEMJSON " + json.dumps({"baseline_bytes": baseline * 1024, "peak_bytes": peak * 1024}), flush=True)
 
 
-def cpu_memory(args, base: Path, variant: str) -> dict:
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--device", "cpu", "--base", str(base),
-           "--frames", str(args.frames), "--width", str(args.width), "--height", str(args.height),
-           "--steps", str(base_bench.MEMORY_STEPS), "--threads", str(args.threads), "--child-memory", variant]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("MEMJSON ")), None)
-    if out.returncode != 0 or line is None:
-        raise RuntimeError(f"memory subprocess for {variant} failed ({out.returncode}):\n{out.stdout[-3000:]}\n"
-                           f"{out.stderr[-3000:]}")
-    return json.loads(line[len("MEMJSON "):])
+base_bench.SCRIPT = Path(__file__).resolve()   # memory subprocesses run this script
+cpu_memory = base_bench.cpu_memory
 
 
 def main(argv=None) -> int:

@@ -80,3 +80,21 @@ def tiny_motion_i2v(base_dir) -> str:
     from motionkit_testing.tiny_motion_i2v import tiny_parts, write_model_folder
     write_model_folder(base_dir / "models" / "motion_i2v" / "Motion-I2V", tiny_parts(seed=0))
     return "Motion-I2V"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The tiny models run faster on one thread than on two contended ones; restored afterwards."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sd(comfy, tiny_sd15):
+    """The tiny SD1.5 checkpoint loaded through ComfyUI, with its conditioning."""
+    from motionkit_testing import sd15
+    model, clip, vae, pos, neg = sd15.load(tiny_sd15)
+    return {"model": model, "pos": pos, "neg": neg, "vae": vae, **tiny_sd15}

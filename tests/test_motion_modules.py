@@ -24,19 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "tests" / "data" / "motion_i2v_stage2_motion_block_manifest.json.gz"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models are faster on one thread than on two contended ones; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def sd(comfy, tiny_sd15):
-    model, clip, vae, pos, neg = sd15.load(tiny_sd15)
-    return {"model": model, "pos": pos, "neg": neg, "vae": vae, **tiny_sd15}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def nodes_module():

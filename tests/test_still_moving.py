@@ -24,18 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 ADAPTER_NODE = "MotionKitStillMovingAdapter"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def sd(comfy, tiny_sd15):
-    model, clip, vae, pos, neg = sd15.load(tiny_sd15)
-    return {"model": model, "pos": pos, "neg": neg, "vae": vae, **tiny_sd15}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def still_moving_dir(base_dir) -> Path:
