@@ -185,6 +185,20 @@ def _queue_idle(server) -> bool:
         return True
 
 
+async def _read_body(stream, limit: int):
+    """The whole body, or None past ``limit`` bytes. ``StreamReader.read(n)`` returns whatever has
+    arrived so far, so a body split over several TCP chunks must be read until EOF."""
+    chunks, size = [], 0
+    while True:
+        chunk = await stream.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
+
+
 def register_routes() -> bool:
     """Add the routes to the running PromptServer (once, even if the pack is imported twice)."""
     try:
@@ -204,8 +218,8 @@ def register_routes() -> bool:
     async def preview_handler(request):
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return bad("body", f"is larger than {MAX_BODY_BYTES} bytes.")
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
+        raw = await _read_body(request.content, MAX_BODY_BYTES)
+        if raw is None:
             return bad("body", f"is larger than {MAX_BODY_BYTES} bytes.")
         try:
             body = json.loads(raw)

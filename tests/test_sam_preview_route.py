@@ -186,6 +186,31 @@ def test_malformed_and_oversized_bodies_get_400(sam_server):
     assert status == 400 and out["field"] == "body" and "larger than" in out["error"]
 
 
+def test_a_body_that_arrives_in_pieces_is_read_whole(sam_server):
+    """aiohttp hands over whatever bytes have arrived; the route must wait for the rest of the body.
+    The body is sent in two TCP writes with a pause between, as a slow or busy network delivers it."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    payload = json.dumps(body(points_json([{"positive": [[28, 32]]}]))).encode()
+    payload = payload[:-1] + b" " * 200_000 + b"}"  # large enough to span many TCP segments
+    url = urlsplit(sam_server.url)
+    head = (f"POST {ROUTE} HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
+        sock.sendall(head + payload[:1000])
+        time.sleep(0.5)
+        sock.sendall(payload[1000:])
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    out = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert b" 200 " in status_line, (status_line, out)
+    assert len(out["masks"]) == 1
+
+
 def test_no_request_reads_outside_the_image_folders(sam_server, base_dir):
     """A real image one level above input/ cannot be reached by any spelling; the same file inside
     input/ can (so the refusals are about the path, not the file)."""
