@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from einops import rearrange
 import torch
 
 
@@ -31,12 +32,12 @@ AttentionFn = Callable[..., torch.Tensor]
 
 def fold_frames(q: torch.Tensor, frames: int) -> torch.Tensor:
     """``(B*T, N, D) -> (B, T*N, D)``: all frames of a video become one query sequence."""
-    return q.reshape(q.shape[0] // frames, frames * q.shape[1], q.shape[2])
+    return rearrange(q, "(b t) n d -> b (t n) d", t=frames)
 
 
 def unfold_frames(out: torch.Tensor, frames: int) -> torch.Tensor:
     """Inverse of :func:`fold_frames`."""
-    return out.reshape(out.shape[0] * frames, out.shape[1] // frames, out.shape[2])
+    return rearrange(out, "b (t n) d -> (b t) n d", t=frames)
 
 
 def all_to_first_attention(q: torch.Tensor, k0: torch.Tensor, v0: torch.Tensor, frames: int, heads: int,

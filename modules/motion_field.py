@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from einops import rearrange, repeat
 import torch
 import torch.nn.functional as F
 
@@ -132,12 +133,12 @@ def interleave_with_warped(tokens: torch.Tensor, height: int, width: int, flow_h
     ([T, 2, h, w], already at this resolution)."""
     bhw, frames, channels = tokens.shape
     batch = bhw // (height * width)
-    frame0 = tokens[:, 0].reshape(batch, height, width, channels).permute(0, 3, 1, 2)          # B C h w
-    sources = frame0.unsqueeze(1).expand(-1, frames - 1, -1, -1, -1).reshape(-1, channels, height, width)
-    flows = flow_hw[1:].to(tokens.device).unsqueeze(0).expand(batch, -1, -1, -1, -1).reshape(-1, 2, height, width)
-    warped = forward_splat(sources.detach(), flows, mode="avg")                                   # B(T-1) C h w
-    warped = warped.reshape(batch, frames - 1, channels, height * width).permute(0, 3, 1, 2)       # B hw T-1 C
-    warped = warped.reshape(bhw, frames - 1, channels)
+    frame0 = rearrange(tokens[:, 0], "(b h w) c -> b c h w", h=height, w=width)
+    # one copy of frame 0 per target frame t = 1..T-1, each splatted by its own flow
+    sources = repeat(frame0, "b c h w -> (b t) c h w", t=frames - 1)
+    flows = repeat(flow_hw[1:].to(tokens.device), "t k h w -> (b t) k h w", b=batch)
+    warped = forward_splat(sources.detach(), flows, mode="avg")
+    warped = rearrange(warped, "(b t) c h w -> (b h w) t c", t=frames - 1)
     seq = tokens.new_empty((bhw, 2 * frames - 1, channels))
     seq[:, 0::2] = tokens
     seq[:, 1::2] = warped

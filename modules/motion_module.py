@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
+from einops import rearrange
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -99,7 +100,7 @@ class TemporalAttention(nn.Module):
         before ``to_out`` (equal to blending after it, since ``to_out`` is affine)."""
         augment = self.augment if augment is None else augment
         bf, hw, c = x.shape
-        tokens = x.reshape(bf // frames, frames, hw, c).transpose(1, 2).reshape(-1, frames, c)   # (B*HW, F, C)
+        tokens = rearrange(x, "(b f) n c -> (b n) f c", f=frames)
         plain = None
         if augment is None or getattr(augment, "strength", 1.0) != 1.0:
             seq = self.pos_encoder(tokens)
@@ -113,7 +114,7 @@ class TemporalAttention(nn.Module):
             if plain is not None:
                 out = torch.lerp(plain, out, float(augment.strength))
         out = self.to_out[0](out)
-        return out.reshape(bf // frames, hw, frames, c).transpose(1, 2).reshape(bf, hw, c)
+        return rearrange(out, "(b n) f c -> (b f) n c", n=hw)
 
 
 class GEGLU(nn.Module):

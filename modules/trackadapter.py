@@ -87,6 +87,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
+from einops import rearrange
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -274,14 +275,12 @@ def load_adapter(path: str) -> TrackAdapter:
 
 def split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
     """``(N, T, heads*d) -> (N, heads, T, d)``."""
-    n, frames, inner = t.shape
-    return t.reshape(n, frames, heads, inner // heads).transpose(1, 2)
+    return rearrange(t, "n t (h d) -> n h t d", h=heads)
 
 
 def merge_heads(t: torch.Tensor) -> torch.Tensor:
     """``(N, heads, T, d) -> (N, T, heads*d)``."""
-    n, heads, frames, d = t.shape
-    return t.transpose(1, 2).reshape(n, frames, heads * d)
+    return rearrange(t, "n h t d -> n t (h d)")
 
 
 def attention_map(q: torch.Tensor, k: torch.Tensor, heads: int, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
