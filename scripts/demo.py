@@ -39,24 +39,42 @@ def extra_model_paths(base: Path, comfy: Path) -> Path:
     return yaml
 
 
+def find_real_svd(out: Path, comfy: Path) -> str | None:
+    """The first SVD checkpoint in the demo's or the host ComfyUI's ``models/checkpoints`` (the folders
+    ``extra_model_paths`` shows the server), looked up on disk before the server starts."""
+    for name in REAL_SVD:
+        for folder in (out / "models" / "checkpoints", comfy / "models" / "checkpoints"):
+            if (folder / name).is_file():
+                return name
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workflow", default=str(REPO / "example_workflows" / "svd_all_to_first.json"))
     ap.add_argument("--out", default=str(REPO / "output" / "demo"), help="demo ComfyUI base directory")
     ap.add_argument("--tiny", action="store_true", help="use the tiny random models even if SVD is present")
+    ap.add_argument("--cpu", action="store_true", help="run a real checkpoint on the CPU too (very slow)")
     args = ap.parse_args()
 
     comfy = cs.comfyui_path()
-    base = cs.make_base_dir(Path(args.out).resolve())
+    out = Path(args.out).resolve()
+    real = None if args.tiny else find_real_svd(out, comfy)
+    # The test-only custom node (tiny model shapes) is linked only when the tiny models are used.
+    base = cs.make_base_dir(out, with_test_models=real is None)
     log(f"ComfyUI {comfy} (pinned), base directory {base}")
-    server = cs.ComfyServer(base, comfy, extra_args=("--extra-model-paths-config", str(extra_model_paths(base, comfy))))
+    # Tiny random models run on the CPU; a real checkpoint gets ComfyUI's own device choice (the GPU).
+    use_cpu = real is None or args.cpu
+    server = cs.ComfyServer(base, comfy, cpu=use_cpu,
+                            extra_args=("--extra-model-paths-config", str(extra_model_paths(base, comfy))))
     try:
-        log(f"server up at {server.url}")
+        log(f"server up at {server.url} ({'CPU' if use_cpu else 'ComfyUI picks the device'})")
         object_info = server.get("/object_info")
         prompt = ui_to_api(load_workflow(Path(args.workflow)), object_info)
         available = object_info["ImageOnlyCheckpointLoader"]["input"]["required"]["ckpt_name"][0]
-        real = next((c for c in REAL_SVD if c in available), None)
-        if real and not args.tiny:
+        if real is not None and real not in available:
+            raise SystemExit(f"[motionkit demo] {real} is on disk but ComfyUI does not list it: {available}")
+        if real:
             log(f"using the real SVD checkpoint {real}")
             for node in prompt.values():
                 if node["class_type"] == "ImageOnlyCheckpointLoader":
@@ -89,7 +107,7 @@ def main() -> int:
                    for f in out.get(kind, []) if isinstance(f, dict) and "filename" in f]
         for path in written:
             log(f"wrote {path}")
-        print(json.dumps({"outputs": [str(p) for p in written], "tiny_random_model": not (real and not args.tiny)}))
+        print(json.dumps({"outputs": [str(p) for p in written], "tiny_random_model": real is None}))
         return 0 if written else 1
     finally:
         server.stop()

@@ -33,6 +33,10 @@ def make_base_dir(base: Path, with_test_models: bool = True) -> Path:
     links = {PACK_DIRNAME: REPO}
     if with_test_models:
         links["motionkit_testing"] = HARNESS / "custom_node"
+    else:  # a reused base directory (the demo's) may hold the link from an earlier tiny-model run
+        stale = base / "custom_nodes" / "motionkit_testing"
+        if stale.is_symlink():
+            stale.unlink()
     for name, target in links.items():
         link = base / "custom_nodes" / name
         if not link.exists():
@@ -101,14 +105,16 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    """``python main.py --cpu --listen 127.0.0.1`` on the base directory, as a user would start it."""
+    """``python main.py --cpu --listen 127.0.0.1`` on the base directory, as a user would start it.
+    ``cpu=False`` lets ComfyUI pick its device (the demo with a real checkpoint on a GPU machine)."""
 
     def __init__(self, base: Path, comfy: Path, port: int | None = None, python: str = sys.executable,
-                 extra_args: tuple = ()):
+                 extra_args: tuple = (), cpu: bool = True):
         self.base, self.comfy, self.port = base, comfy, port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = base / "server.log"
-        cmd = [python, str(comfy / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        cmd = [python, str(comfy / "main.py"), *(["--cpu"] if cpu else []), "--listen", "127.0.0.1",
+               "--port", str(self.port),
                "--base-directory", str(base), "--database-url", f"sqlite:///{base / 'user' / 'comfyui.db'}",
                "--disable-auto-launch", "--disable-api-nodes", *extra_args]
         self._log = open(self.log_path, "w")
