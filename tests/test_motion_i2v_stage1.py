@@ -371,6 +371,37 @@ def test_predictor_runs_the_official_layout_from_bin_and_safetensors(comfy, bin_
     assert (other["flow"] - flow).abs().max() > 1e-3
 
 
+def test_the_image_vae_receives_the_image_in_0_1(comfy, bin_run):
+    """As the official pipeline: the stage-1 image VAE encodes the picture in [0, 1], not ComfyUI's
+    usual [-1, 1] (and the flow VAE's sparse-control images, in [0, 1] with 0.5 = no motion)."""
+    import nodes
+
+    model = comfy.executor.caches.outputs.get("load")[0][0]
+    seen = {}
+
+    def record(name):
+        def hook(_module, args):
+            seen[name] = (float(args[0].min()), float(args[0].max()))
+        return hook
+
+    hooks = [model.image_vae.first_stage_model.encoder.register_forward_pre_hook(record("image")),
+             model.flow_vae.first_stage_model.encoder.register_forward_pre_hook(record("flow"))]
+    ramp = torch.linspace(0, 1, SIZE)
+    image = torch.stack([ramp[None, :].expand(SIZE, SIZE), ramp[:, None].expand(SIZE, SIZE),
+                         torch.full((SIZE, SIZE), 0.5)], dim=-1)[None]
+    try:
+        with torch.inference_mode():   # as the executor runs nodes
+            nodes.NODE_CLASS_MAPPINGS["MotionKitMotionI2VFlowPredictor"]().predict(
+                model, image, "a ball", 1, 1, 1.0, SIZE, SIZE, FRAMES)
+    finally:
+        for h in hooks:
+            h.remove()
+    lo, hi = seen["image"]
+    assert lo == pytest.approx(0.0, abs=1e-3) and hi == pytest.approx(1.0, abs=1e-3)
+    lo, hi = seen["flow"]
+    assert 0.0 <= lo and hi <= 1.0
+
+
 def test_tracks_steer_the_field_through_the_controlnet(comfy, bin_run):
     free = bin_run[0]
     steered, _ = run_field(comfy, predictor_prompt(BIN, tracks=True, prefix="mi2v_tracks"))
