@@ -202,18 +202,36 @@ def masks_tensor(masks: list, height: int, width: int) -> torch.Tensor:
     return torch.stack([m.mask for m in masks]).to(mm.intermediate_device(), torch.float32)
 
 
-def save_editor_image(image: np.ndarray, digest: str) -> dict:
-    """The frame the node segmented, as a temp PNG named by its content hash (lossless, so the editor's
-    route reads back the same bytes and hits the same cached embedding)."""
+def _save_temp_png(pixels: np.ndarray, filename: str) -> dict:
+    """A temp PNG in ComfyUI's temp folder (``motionkit/``), written once: the names are content hashes."""
     from PIL import Image
 
     subfolder = "motionkit"
-    filename = f"sam_{digest}.png"
     directory = os.path.join(folder_paths.get_temp_directory(), subfolder)
     path = os.path.join(directory, filename)
     if not os.path.exists(path):
         os.makedirs(directory, exist_ok=True)
-        tmp = path + ".part"
-        Image.fromarray(image).save(tmp, format="PNG", compress_level=1)
+        tmp = f"{path}.{threading.get_ident()}.part"
+        Image.fromarray(pixels).save(tmp, format="PNG", compress_level=1)
         os.replace(tmp, path)
     return {"filename": filename, "subfolder": subfolder, "type": "temp"}
+
+
+def save_editor_image(image: np.ndarray, digest: str) -> dict:
+    """The frame the node segmented, as a temp PNG named by its content hash (lossless, so the editor's
+    route reads back the same bytes and hits the same cached embedding)."""
+    return _save_temp_png(image, f"sam_{digest}.png")
+
+
+def save_mask_images(masks: torch.Tensor) -> list[dict]:
+    """One plain mask PNG per object (8-bit grey, 255 inside, 0 outside, the frame's size) in the temp
+    folder, named by a hash of the mask: ``[{"filename", "subfolder", "type": "temp", "object": i}]``.
+    Other editors (the arrow editor) read these from Click to Mask's UI output and tint them themselves."""
+    import hashlib
+
+    refs = []
+    for i, mask in enumerate((masks > 0.5).cpu().numpy()):
+        pixels = mask.astype(np.uint8) * 255
+        digest = hashlib.sha1(np.asarray(pixels.shape, np.int64).tobytes() + np.packbits(mask).tobytes()).hexdigest()
+        refs.append({**_save_temp_png(pixels, f"sam_mask_{digest[:24]}.png"), "object": i})
+    return refs

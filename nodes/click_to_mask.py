@@ -1,4 +1,14 @@
-"""Click to mask with SAM: the SAM loader, the Click-to-Mask node, and (on import) the editor's preview route."""
+"""Click to mask with SAM: the SAM loader, the Click-to-Mask node, and (on import) the editor's preview route.
+
+Click to Mask's UI output (what the frontend hands to ``onExecuted`` and to ``executed`` listeners):
+
+* ``motionkit_sam_image``: ``[{"filename", "subfolder", "type"}]``, the frame it segmented (temp PNG);
+* ``motionkit_sam``: ``[{"width", "height", "embedding_cached", "scores"}]``;
+* ``motionkit_masks``: ``[{"version": 1, "width", "height", "image": <the frame's ref>,
+  "masks": [{"filename", "subfolder", "type", "object"}]}]``, one plain mask PNG per object (grey, 255
+  inside), so downstream editors (the arrow editor of Arrows to Trajectories) show these masks before
+  they have run themselves.
+"""
 from __future__ import annotations
 
 import torch
@@ -11,7 +21,7 @@ from ..modules.sam import POINTS_FORMAT, PointsError, draw_masks, image_digest, 
 from . import sam_preview
 from ._comfy import MotionKitInputError
 from ._sam import (SAMS, CheckpointError, SAMModel, checkpoint_path, load_sam_model, masks_tensor,
-                   register_model_folders, run_sam, save_editor_image)
+                   register_model_folders, run_sam, save_editor_image, save_mask_images)
 
 LOADER = "Load SAM Model (MotionKitSAMLoader)"
 NODE = "Click to Mask (SAM) (MotionKitClickToMask)"
@@ -78,6 +88,8 @@ def first_frame(image) -> torch.Tensor:
 
 
 EDITOR_IMAGE_EVENT = "motionkit.sam_image"
+MASKS_UI_KEY = "motionkit_masks"
+MASKS_UI_VERSION = 1
 
 
 def show_in_editor(unique_id, image_ref: dict) -> None:
@@ -148,6 +160,9 @@ class MotionKitClickToMask:
             "motionkit_sam_image": [editor_image],
             "motionkit_sam": [{"width": width, "height": height, "embedding_cached": run.embedding_cached,
                                "scores": [m.score for m in run.masks]}],
+            # Each object's mask for downstream editors (appended key; the keys above are unchanged).
+            MASKS_UI_KEY: [{"version": MASKS_UI_VERSION, "width": width, "height": height, "image": editor_image,
+                            "masks": save_mask_images(masks)}],
         }
         return {"ui": ui, "result": (masks, union, preview)}
 

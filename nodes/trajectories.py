@@ -7,7 +7,9 @@ MotionKit's (see ``modules/track_converters.py``).
 The arrow editor (``web/js/arrow_editor.js``) gets the image and the masks from this node's last run:
 Arrows to Trajectories returns them as its UI output (``ui.motionkit_arrows``: PNGs in ComfyUI's temp
 folder, the size in pixels, and each track's start and end), which the frontend hands to the node's
-``onExecuted``. Before the first run the editor shows the image of an upstream Load Image node.
+``onExecuted``. It also shows the last output of the node wired into ``masks`` when that node sends
+``motionkit_masks`` (Click to Mask does, see ``nodes/click_to_mask.py``), so the masks appear as soon as
+Click to Mask has run. Before any run the editor shows the image of an upstream Load Image node.
 """
 from __future__ import annotations
 
@@ -120,11 +122,12 @@ class MotionKitArrowsToTracks:
     NODE = "Arrows to Trajectories (MotionKitArrowsToTracks)"
     DESCRIPTION = (
         "TrackGo's point trajectories from object masks and arrows. Draw the arrows in the editor on the node "
-        "(it shows the image and the masks, tinted per object, from the node's last run): pick an object, drag "
-        "from where it starts to where it should end; drag a point to bend or move the arrow, double-click a "
-        "segment to add a point, right-click a point to remove it, R reverses and Delete removes the selected "
-        "arrow. Ticks show each frame's position for the chosen easing. For each mask, many points are sampled "
-        "uniformly inside it and reduced with seeded k-means to points_per_object control points; each moves "
+        "(it shows the image and the masks, tinted per object, from the node's last run, or from Click to Mask's "
+        "last run upstream): pick an object, drag from where it starts to where it should end; drag a point to "
+        "bend or move the arrow, double-click a segment to add a point, right-click a point to remove it, R "
+        "reverses and Delete removes the selected arrow. Ticks show each frame's position for the chosen "
+        "easing. For each mask, many points are sampled uniformly inside it and reduced with seeded k-means to "
+        "points_per_object control points; each moves "
         "along its object's arrow (frame t: the arrow point at arc-length fraction easing(t/(num_frames-1))). "
         "Objects without an arrow stay pinned. A 'camera' arrow moves a grid over the whole image. 'arrows' is "
         "JSON {\"version\":1,\"width\":W,\"height\":H,\"arrows\":[{\"object\":0,\"points\":[[x,y],...]}]} in "

@@ -1,8 +1,10 @@
 """The arrow editor in the real ComfyUI frontend (headless Debian Chromium via Playwright, against a real
-ComfyUI server): load the example workflow, queue it so the editor shows the image and the mask, draw an
-arrow with the mouse on the node's canvas, queue again, and find tracks whose end displacement is the drawn
-arrow. Also: editing (bend, reverse, delete), what is saved and sent, and that the editor's geometry and
-colours are the Python ones. Screenshots of failures go to a temporary folder named in the error."""
+ComfyUI server): load the example workflow (Click to Mask on the tiny random SAM in place of ViT-B), queue
+it so the editor shows the image and the mask, draw an arrow with the mouse on the node's canvas, queue
+again, and find tracks whose end displacement is the drawn arrow. The editor also shows Click to Mask's
+masks when only Click to Mask has run. Also: editing (bend, reverse, delete), what is saved and sent, and
+that the editor's geometry and colours are the Python ones. Screenshots of failures go to a temporary
+folder named in the error."""
 from __future__ import annotations
 
 import contextlib
@@ -18,6 +20,7 @@ import pytest
 
 from motionkit_testing.comfy_session import PACK_DIRNAME
 from motionkit_testing.pack import pack_module
+from motionkit_testing.tiny_sam import TINY_SAM_PTH, ensure_tiny_sam
 from motionkit_testing.trajectory_example import EXAMPLE_IMAGE, EXAMPLE_SIZE, write_example_image
 from motionkit_testing.workflows import load_workflow
 
@@ -45,6 +48,7 @@ def page(server, base_dir, tmp_path_factory):
     if not (shutil.which(CHROMIUM) or Path(CHROMIUM).is_file()):
         pytest.skip(f"no Chromium at {CHROMIUM} (set MOTIONKIT_CHROMIUM)")
     write_example_image(base_dir / "input" / EXAMPLE_IMAGE)
+    ensure_tiny_sam(base_dir)
     post_json(f"{server.url}/settings", {"Comfy.TutorialCompleted": True})  # no first-run template dialog
     shots = tmp_path_factory.mktemp("arrow_editor_screenshots")
     with sync_api.sync_playwright() as p:
@@ -95,6 +99,17 @@ def queue_and_wait(page, server, timeout: float = 120.0) -> dict:
     raise TimeoutError("the queued workflow did not finish")
 
 
+def example_on_the_tiny_sam() -> dict:
+    """The example workflow as saved, its SAM loader pointed at the tiny random SAM (as a user picks the
+    model they have), so loading opens no missing-model dialog over the canvas."""
+    wf = load_workflow(EXAMPLE)
+    loader = next(n for n in wf["nodes"] if n["type"] == "MotionKitSAMLoader")
+    assert loader["widgets_values"] == ["sam_vit_b_01ec64.pth"]
+    loader["widgets_values"] = [TINY_SAM_PTH]
+    loader["properties"].pop("models", None)
+    return wf
+
+
 def show_node(page):
     """Load the example, put the arrows node at 100% zoom in view, and wait for its editor to lay out."""
     page.evaluate("""async (wf) => {
@@ -103,7 +118,7 @@ def show_node(page):
         app.canvas.ds.scale = 1;
         app.canvas.ds.offset = [-node.pos[0] + 120, -node.pos[1] + 60];
         app.canvas.setDirty(true, true);
-    }""" % NODE_TYPE, load_workflow(EXAMPLE))
+    }""" % NODE_TYPE, example_on_the_tiny_sam())
     page.wait_for_function(f"""() => {{
         const ed = {EDITOR};
         if (!ed) return false;
@@ -122,6 +137,18 @@ def drag(page, start, end, steps=12):
     return a, b
 
 
+def node_ids(page) -> dict:
+    return page.evaluate("() => Object.fromEntries(app.graph._nodes.map(n => [n.type, String(n.id)]))")
+
+
+def mask_png(base_dir: Path, ref: dict, channel: int = 0) -> np.ndarray:
+    """A mask PNG a node listed in its UI output, as booleans (``channel`` 3: an RGBA mask's alpha)."""
+    from PIL import Image
+    with Image.open(base_dir / ref["type"] / ref["subfolder"] / ref["filename"]) as im:
+        pixels = np.array(im)
+    return (pixels if pixels.ndim == 2 else pixels[..., channel]) > 127
+
+
 def editor_state(page) -> dict:
     return page.evaluate(f"() => {EDITOR}.state()")
 
@@ -131,7 +158,7 @@ def arrows_value(page) -> str:
                          ".find(w => w.name === 'arrows').value")
 
 
-def test_draw_an_arrow_queue_and_get_its_tracks(page, server):
+def test_draw_an_arrow_queue_and_get_its_tracks(page, server, base_dir):
     with screenshot_on_failure(page, "draw_and_queue"):
         show_node(page)
         wf_node = next(n for n in load_workflow(EXAMPLE)["nodes"] if n["type"] == NODE_TYPE)
@@ -139,7 +166,10 @@ def test_draw_an_arrow_queue_and_get_its_tracks(page, server):
         node_id = str(wf_node["id"])
 
         # First run: the node's UI output brings the image and the mask into the editor.
-        queue_and_wait(page, server)
+        first = queue_and_wait(page, server)
+        ctm_id = node_ids(page)["MotionKitClickToMask"]
+        sam_mask = mask_png(base_dir, first["outputs"][ctm_id]["motionkit_masks"][0]["masks"][0])
+        assert sam_mask.any()
         page.wait_for_function(f"() => {EDITOR}.state().masks === 1 && {EDITOR}.state().background === 'run'",
                                timeout=30_000)
         state = editor_state(page)
@@ -166,11 +196,10 @@ def test_draw_an_arrow_queue_and_get_its_tracks(page, server):
         assert (objects == 0).sum() == 8
         np.testing.assert_allclose(moved[objects == 0], np.broadcast_to(drawn[-1] - drawn[0], (8, 2)), atol=2e-3)
         np.testing.assert_allclose(moved[objects == 0][0], np.subtract(end, start), atol=1.5)
-        # the control points start on the ball (the mask the core nodes made from the blue channel)
-        from motionkit_testing.trajectory_example import example_ball_mask
-        ball = example_ball_mask()
+        # the control points start inside Click to Mask's mask, which is the mask the node moved
+        assert np.array_equal(mask_png(base_dir, ui["masks"][0], channel=3), sam_mask)
         for x, y in np.array(ui["tracks"]["start"])[objects == 0]:
-            assert ball[int(y), int(x)]
+            assert sam_mask[int(y), int(x)]
 
         # Saved workflow: the arrows are in widgets_values, the editor canvas is not.
         saved = page.evaluate(f"() => app.graph.serialize().nodes.find(n => n.type === '{NODE_TYPE}')")
@@ -184,6 +213,150 @@ def test_draw_an_arrow_queue_and_get_its_tracks(page, server):
         page.wait_for_function(f"""() => {{ app.canvas.setDirty(true, true); const s = {EDITOR}.state();
             return s.background === 'upstream' && s.masks === 0; }}""", timeout=30_000)
         assert editor_state(page)["size"] == [64, 64] and arrows_value(page) == value
+
+
+SHOWS_CLICK_TO_MASK = (f"() => {{ const s = {EDITOR}.state(); "
+                       "return s.background === 'upstream-run' && s.masks === 1; }")
+
+
+def run_click_to_mask_only(page, server) -> dict:
+    """The page's own prompt cut down to Click to Mask and what feeds it, plus a preview of its output,
+    queued for the page's client (so the page receives the nodes' ``executed`` events); the arrows node is
+    not in it. Returns the history entry."""
+    ids = node_ids(page)
+    prompt, client_id = page.evaluate(
+        "async () => [(await app.graphToPrompt()).output, window.comfyAPI.api.api.clientId]")
+    assert client_id
+    ctm = ids["MotionKitClickToMask"]
+    keep = {ids["LoadImage"], ids["MotionKitSAMLoader"], ctm}
+    prompt = {i: {"class_type": n["class_type"], "inputs": n["inputs"]} for i, n in prompt.items() if i in keep}
+    prompt["ctm_preview"] = {"class_type": "PreviewImage", "inputs": {"images": [ctm, 2]}}
+    status, body = server.post("/prompt", {"prompt": prompt, "client_id": client_id})
+    assert status == 200, body
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        entry = server.get(f"/history/{body['prompt_id']}").get(body["prompt_id"])
+        if entry and entry.get("status", {}).get("completed") is not None:
+            assert entry["status"]["status_str"] == "success", entry["status"]
+            assert ids["MotionKitArrowsToTracks"] not in entry["outputs"]   # the arrows node did not run
+            return entry
+        time.sleep(0.3)
+    raise TimeoutError("the Click to Mask prompt did not finish")
+
+
+def move_click(page, click: list) -> None:
+    """Click to Mask's click moved (as a user drags the point), so its next run is not served from cache
+    (a cached node sends no output to the page)."""
+    page.evaluate("""(click) => {
+        const node = app.graph._nodes.find(n => n.type === 'MotionKitClickToMask');
+        const w = node.widgets.find(w => w.name === 'points');
+        const doc = JSON.parse(w.value); doc.objects[0].positive = [click];
+        w.value = JSON.stringify(doc); w.callback?.(w.value); }""", click)
+
+
+def editor_mask(page) -> dict:
+    """The editor's first mask layer: its object, size, where it is opaque and its colours."""
+    return page.evaluate(f"""() => {{
+        const m = {EDITOR}.masks[0];
+        const w = m.image.naturalWidth || m.image.width, h = m.image.naturalHeight || m.image.height;
+        const c = document.createElement('canvas'); c.width = w; c.height = h;
+        const ctx = c.getContext('2d'); ctx.drawImage(m.image, 0, 0);
+        const d = ctx.getImageData(0, 0, w, h).data;
+        let opaque = ''; const colours = new Set();
+        for (let i = 0; i < d.length; i += 4) {{
+            opaque += d[i + 3] > 127 ? '1' : '0';
+            if (d[i + 3] > 127) colours.add([d[i], d[i + 1], d[i + 2]].join(','));
+        }}
+        return {{object: m.object, width: w, height: h, opaque, colours: [...colours]}};
+    }}""")
+
+
+def canvas_rgb(page, x: float, y: float) -> np.ndarray:
+    """The editor canvas's colour at the centre of image pixel (x, y)."""
+    return np.array(page.evaluate(f"""([x, y]) => {{
+        const ed = {EDITOR}; const f = ed.fit(ed.readDocument().doc);
+        const dpr = ed.canvas.width / ed.canvas.clientWidth;
+        const px = ed.canvas.getContext('2d').getImageData(Math.floor((f.ox + (x + 0.5) * f.s) * dpr),
+                                                           Math.floor((f.oy + (y + 0.5) * f.s) * dpr), 1, 1).data;
+        return Array.from(px).slice(0, 3);
+    }}""", [x, y]), dtype=np.float64)
+
+
+def quiet_pixel(region: np.ndarray, arrow: np.ndarray, margin: int = 8, clearance: float = 24.0) -> tuple:
+    """A pixel ``margin`` pixels deep inside ``region`` and ``clearance`` pixels away from the drawn arrow."""
+    padded = np.pad(region, margin, constant_values=False)
+    inner = np.lib.stride_tricks.sliding_window_view(padded, (2 * margin + 1,) * 2).all(axis=(-2, -1))
+    yy, xx = np.mgrid[0:region.shape[0], 0:region.shape[1]] + 0.5
+    dist = np.full(region.shape, np.inf)
+    for (ax, ay), (bx, by) in zip(arrow[:-1], arrow[1:]):
+        length2 = max((bx - ax) ** 2 + (by - ay) ** 2, 1e-9)
+        t = np.clip(((xx - ax) * (bx - ax) + (yy - ay) * (by - ay)) / length2, 0, 1)
+        dist = np.minimum(dist, np.hypot(xx - (ax + t * (bx - ax)), yy - (ay + t * (by - ay))))
+    ys, xs = np.nonzero(inner & (dist > clearance))
+    assert len(xs), "no pixel deep inside the region and away from the arrow"
+    cy, cx = np.argwhere(region).mean(axis=0)
+    i = int(np.argmin((xs - cx) ** 2 + (ys - cy) ** 2))
+    return int(xs[i]), int(ys[i])
+
+
+def test_the_editor_shows_click_to_mask_masks_before_its_own_run(page, server, base_dir):
+    """Click to Mask runs without the arrows node: the editor shows Click to Mask's frame with its mask
+    tinted in object 0's colour (from Click to Mask's `executed` output), although the arrows node never
+    ran; a masks node wired in later is picked up from its last output; nothing of it is saved."""
+    with screenshot_on_failure(page, "upstream_masks"):
+        show_node(page)
+        page.wait_for_function(f"""() => {{ app.canvas.setDirty(true, true);
+            return {EDITOR}.state().background === 'upstream'; }}""", timeout=30_000)
+        assert editor_state(page)["masks"] == 0 and editor_state(page)["maskCount"] == 0
+        ctm = node_ids(page)["MotionKitClickToMask"]
+
+        move_click(page, [153, 288])
+        entry = run_click_to_mask_only(page, server)
+        assert json.loads(entry["prompt"][2][ctm]["inputs"]["points"])["objects"][0]["positive"] == [[153, 288]]
+        masks_ui = entry["outputs"][ctm]["motionkit_masks"][0]
+        assert masks_ui["version"] == 1 and (masks_ui["width"], masks_ui["height"]) == (EXAMPLE_SIZE, EXAMPLE_SIZE)
+        sam_mask = mask_png(base_dir, masks_ui["masks"][0])
+        assert sam_mask.any()
+        page.wait_for_function(SHOWS_CLICK_TO_MASK, timeout=30_000)
+        s = editor_state(page)
+        assert s["size"] == [EXAMPLE_SIZE, EXAMPLE_SIZE] and s["maskCount"] == 1
+        # the editor's mask layer is Click to Mask's mask, in object 0's colour
+        layer = editor_mask(page)
+        assert layer["object"] == 0 and (layer["width"], layer["height"]) == (EXAMPLE_SIZE, EXAMPLE_SIZE)
+        opaque = np.frombuffer(layer["opaque"].encode(), np.uint8).reshape(EXAMPLE_SIZE, EXAMPLE_SIZE) == ord("1")
+        assert np.array_equal(opaque, sam_mask)
+        assert layer["colours"] == [",".join(map(str, drawing.PALETTE[0]))]
+        # and the canvas shows it: the frame tinted inside the mask (object 0 selected: 60%), plain outside
+        from PIL import Image
+        frame_ref = masks_ui["image"]
+        with Image.open(base_dir / frame_ref["type"] / frame_ref["subfolder"] / frame_ref["filename"]) as im:
+            frame = np.array(im.convert("RGB"), dtype=np.float64)
+        arrow = np.array(json.loads(arrows_value(page))["arrows"][0]["points"], float)
+        for inside in (True, False):
+            x, y = quiet_pixel(sam_mask == inside, arrow)
+            expected = frame[y, x] * 0.4 + np.array(drawing.PALETTE[0]) * 0.6 if inside else frame[y, x]
+            np.testing.assert_allclose(canvas_rgb(page, x, y), expected, atol=12)
+
+        # Not saved: the arrows stay the only saved state of the node, and only they are sent.
+        saved = page.evaluate(f"() => app.graph.serialize().nodes.find(n => n.type === '{NODE_TYPE}')")
+        assert saved["widgets_values"] == [arrows_value(page), 14, 8, 0, "fixed", "ease-in-out"]
+        sent = page.evaluate(f"""async () => (await app.graphToPrompt()).output[
+            String(app.graph._nodes.find(n => n.type === '{NODE_TYPE}').id)].inputs""")
+        assert sorted(sent) == ["arrows", "easing", "image", "masks", "num_frames", "points_per_object", "seed"]
+
+        # A fresh graph with `masks` unlinked: Click to Mask's run is not shown until it is wired in.
+        show_node(page)
+        page.evaluate(f"""() => {{ const a = app.graph._nodes.find(n => n.type === '{NODE_TYPE}');
+            a.disconnectInput(a.findInputSlot('masks')); }}""")
+        move_click(page, [155, 286])
+        entry = run_click_to_mask_only(page, server)
+        assert json.loads(entry["prompt"][2][ctm]["inputs"]["points"])["objects"][0]["positive"] == [[155, 286]]
+        page.wait_for_timeout(1000)
+        assert editor_state(page)["masks"] == 0 and editor_state(page)["background"] == "upstream"
+        page.evaluate(f"""() => {{ const a = app.graph._nodes.find(n => n.type === '{NODE_TYPE}');
+            const c = app.graph._nodes.find(n => n.type === 'MotionKitClickToMask');
+            c.connect(0, a, a.findInputSlot('masks')); }}""")
+        page.wait_for_function(SHOWS_CLICK_TO_MASK, timeout=30_000)
 
 
 def test_bend_reverse_and_delete(page, server):

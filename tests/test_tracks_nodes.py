@@ -1,7 +1,8 @@
 """Arrows to Trajectories and the trajectory toolkit inside real ComfyUI: prompts run by ComfyUI's own
 executor on masks made by core mask nodes, the converters on those TRACKS and on TRACKS built by hand in
 the core / KJNodes layouts, ComfyUI's own track-consuming code (WanTrackToVideo's functions in the pinned
-v0.3.64) on MotionKit's tracks, the error messages, and the example workflow over HTTP."""
+v0.3.64) on MotionKit's tracks, the error messages, and the example workflow (Click to Mask on the tiny
+SAM -> Arrows to Trajectories -> Visualize Tracks -> video) over HTTP."""
 from __future__ import annotations
 
 import json
@@ -14,8 +15,7 @@ from PIL import Image
 
 from motionkit_testing.comfy_session import WorkflowError
 from motionkit_testing.trajectory_example import (EXAMPLE_IMAGE, GREEN_BOX, RED_BOX, TWO_OBJECTS_IMAGE,
-                                                  TWO_OBJECTS_SIZE, example_ball_mask, write_example_image,
-                                                  write_two_objects)
+                                                  TWO_OBJECTS_SIZE, write_example_image, write_two_objects)
 from motionkit_testing.workflows import load_workflow, ui_to_api
 
 W, H = TWO_OBJECTS_SIZE
@@ -315,21 +315,52 @@ def test_fewer_than_two_frames_is_rejected(comfy, images):
 
 # --- the example workflow, as saved, over HTTP -------------------------------------------------------
 
+def mask_png(base_dir, ref: dict, channel: int = 0) -> np.ndarray:
+    """A mask PNG a node listed in its UI output, as booleans (``channel`` 3: an RGBA mask's alpha)."""
+    with Image.open(base_dir / ref["type"] / ref["subfolder"] / ref["filename"]) as im:
+        pixels = np.array(im)
+    return (pixels if pixels.ndim == 2 else pixels[..., channel]) > 127
+
+
 @pytest.mark.server
 @pytest.mark.slow
 def test_the_example_workflow_runs_as_saved(server, base_dir):
-    """example_workflows/arrows_to_trajectories.json through the real server: a 14-frame 512x512 video,
-    and the ball's tracks (the mask made by the core nodes) follow the saved arrow."""
+    """example_workflows/arrows_to_trajectories.json through the real server: image -> Click to Mask ->
+    Arrows to Trajectories -> Visualize Tracks -> a 14-frame 512x512 video. The SAM loader names the real
+    ViT-B checkpoint; here it loads the tiny random SAM instead (as tests/test_example_workflows.py does),
+    whose mask for the saved click is SamPredictor's. The ball's tracks start inside that mask and follow
+    the saved arrow."""
     import av
     from pathlib import Path
+    from motionkit_testing.tiny_sam import build_sam, ensure_tiny_sam, load_uint8, predictor_masks
+
     write_example_image(base_dir / "input" / EXAMPLE_IMAGE)
+    tiny = ensure_tiny_sam(base_dir)
     wf = load_workflow(Path(__file__).resolve().parents[1] / "example_workflows" / "arrows_to_trajectories.json")
-    types = {n["type"] for n in wf["nodes"]}
-    assert {"LoadImage", "ImageToMask", "InvertMask", "ThresholdMask", "MotionKitArrowsToTracks",
-            "MotionKitVisualizeTracks", "CreateVideo", "SaveVideo"} <= types
+    assert sorted(n["type"] for n in wf["nodes"]) == sorted([
+        "LoadImage", "MotionKitSAMLoader", "MotionKitClickToMask", "MotionKitArrowsToTracks",
+        "MotionKitVisualizeTracks", "CreateVideo", "SaveVideo", "MarkdownNote"])
     prompt = ui_to_api(wf, server.get("/object_info"))
-    arrows_id = next(i for i, n in prompt.items() if n["class_type"] == "MotionKitArrowsToTracks")
-    saved_arrow = json.loads(prompt[arrows_id]["inputs"]["arrows"])["arrows"][0]
+    ids = {n["class_type"]: i for i, n in prompt.items()}
+    # the chain: image -> Click to Mask -> Arrows to Trajectories -> Visualize Tracks -> video
+    assert prompt[ids["MotionKitClickToMask"]]["inputs"]["image"] == [ids["LoadImage"], 0]
+    assert prompt[ids["MotionKitClickToMask"]]["inputs"]["sam_model"] == [ids["MotionKitSAMLoader"], 0]
+    assert prompt[ids["MotionKitArrowsToTracks"]]["inputs"]["masks"] == [ids["MotionKitClickToMask"], 0]
+    assert prompt[ids["MotionKitArrowsToTracks"]]["inputs"]["image"] == [ids["LoadImage"], 0]
+    assert prompt[ids["MotionKitVisualizeTracks"]]["inputs"]["tracks"] == [ids["MotionKitArrowsToTracks"], 0]
+    assert prompt[ids["CreateVideo"]]["inputs"]["images"] == [ids["MotionKitVisualizeTracks"], 0]
+    assert prompt[ids["SaveVideo"]]["inputs"]["video"] == [ids["CreateVideo"], 0]
+    loader = next(n for n in wf["nodes"] if n["type"] == "MotionKitSAMLoader")
+    assert loader["widgets_values"] == ["sam_vit_b_01ec64.pth"]
+    assert loader["properties"]["models"] == [{
+        "name": "sam_vit_b_01ec64.pth", "directory": "sams",
+        "url": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"}]
+
+    points = json.loads(prompt[ids["MotionKitClickToMask"]]["inputs"]["points"])
+    saved_arrow = json.loads(prompt[ids["MotionKitArrowsToTracks"]]["inputs"]["arrows"])["arrows"][0]
+    (click,) = points["objects"][0]["positive"]
+    assert saved_arrow["object"] == 0 and saved_arrow["points"][0] == click   # the arrow starts at the click
+    prompt[ids["MotionKitSAMLoader"]]["inputs"]["model_name"] = tiny["pth"]
     entry = server.run(prompt)
 
     video = next(f for out in entry["outputs"].values() for f in out.get("images", []) if f["filename"].endswith(".mp4"))
@@ -337,12 +368,23 @@ def test_the_example_workflow_runs_as_saved(server, base_dir):
         frames = [(f.width, f.height) for f in container.decode(video=0)]
     assert frames == [(512, 512)] * 14
 
+    # Click to Mask's mask for the saved click: SamPredictor's (on the tiny SAM), non-empty, holding the click
+    masks_ui = entry["outputs"][ids["MotionKitClickToMask"]]["motionkit_masks"][0]
+    assert (masks_ui["width"], masks_ui["height"]) == (512, 512) and len(masks_ui["masks"]) == 1
+    sam_mask = mask_png(base_dir, masks_ui["masks"][0])
+    sam = build_sam(seed=None)
+    sam.load_state_dict(torch.load(base_dir / "models" / "sams" / tiny["pth"], weights_only=True))
+    (want, _, _), = predictor_masks(sam.eval(), load_uint8(base_dir / "input" / EXAMPLE_IMAGE), points["objects"])
+    assert np.array_equal(sam_mask, want)
+    assert sam_mask.any() and sam_mask[click[1], click[0]]
+
+    arrows_id = ids["MotionKitArrowsToTracks"]
     ui = entry["outputs"][arrows_id]["motionkit_arrows"][0]
+    assert np.array_equal(mask_png(base_dir, ui["masks"][0], channel=3), sam_mask)   # the mask it moved
     objects = np.array(ui["tracks"]["object"])
-    assert objects.tolist() == [0] * 8   # one mask (the ball), no camera arrow
-    ball = example_ball_mask()
+    assert objects.tolist() == [0] * 8   # one mask, no camera arrow
     for x, y in ui["tracks"]["start"]:
-        assert ball[int(y), int(x)]
+        assert sam_mask[int(y), int(x)]
     pts = np.array(saved_arrow["points"], float)
     moved = np.array(ui["tracks"]["end"]) - np.array(ui["tracks"]["start"])
     np.testing.assert_allclose(moved, np.broadcast_to(pts[-1] - pts[0], moved.shape), atol=2e-3)

@@ -66,7 +66,52 @@ def motion_i2v_svd_spec() -> list[dict]:
     ]
 
 
-def write_examples(object_info: dict, directory: Path) -> list[Path]:
-    path = directory / "svd_motion_augmented.json"
-    path.write_text(json.dumps(build_workflow(motion_i2v_svd_spec(), object_info), indent=2) + "\n")
-    return [path]
+# The arrows example: the orange ball of trajectory_example (512x512, centre (0.30, 0.56) -> (154, 287)),
+# clicked at its centre; the arrow starts there and bends up and to the right.
+ARROWS_EXAMPLE_SIZE = 512
+ARROWS_EXAMPLE_POINTS = json.dumps({"version": 1, "width": 512, "height": 512,
+                                    "objects": [{"positive": [[154, 287]], "negative": [], "box": None}]})
+ARROWS_EXAMPLE_ARROWS = json.dumps({"version": 1, "width": 512, "height": 512,
+                                    "arrows": [{"object": 0, "points": [[154, 287], [262, 150], [380, 205]]}]})
+
+ARROWS_NOTE = """## Arrows to Trajectories (TrackGo)
+
+**Model:** SAM `sam_vit_b_01ec64.pth` in `models/sams/` (ViT-L and ViT-H work too).
+
+1. *Load Image*: your still.
+2. **Click to Mask (SAM):** click the object (left = object, right = background; **N** = next object). One mask per object, object *i* is mask *i* of the arrows.
+3. **Arrows to Trajectories:** once Click to Mask has run (queue once), its editor shows the image with each object's mask tinted in the object's colour. Pick an object and drag from where it starts to where it should end. Drag a point to bend the arrow or the line to move it; double-click a segment to add a point, right-click a point to remove it; *R* reverses, *Delete* removes it. Pick *Camera* to move the whole image. The white ticks show where the object is at each frame for the chosen easing.
+4. **Visualize Tracks** draws the trajectories (one colour per object) and *Save Video* writes them as a video. Feed `tracks` to the trajectory toolkit (Track Maps, Drags, Sparse Flow) for the video models.
+"""
+
+
+def arrows_to_trajectories_spec() -> list[dict]:
+    """Image -> Click to Mask -> Arrows to Trajectories -> Visualize Tracks -> save as video."""
+    return [
+        {"id": 1, "type": "LoadImage", "pos": (0, 0), "size": (320, 380), "inputs": {"image": "motionkit_arrows_example.png"}},
+        {"id": 2, "type": "MotionKitSAMLoader", "pos": (0, 440), "size": (320, 60), "properties": {"models": [SAM_B]},
+         "inputs": {"model_name": SAM_B["name"]}},
+        {"id": 3, "type": "MotionKitClickToMask", "pos": (360, 0), "size": (420, 460), "inputs": {
+            "sam_model": ref(2), "image": ref(1), "points": ARROWS_EXAMPLE_POINTS}},
+        {"id": 4, "type": "MotionKitArrowsToTracks", "pos": (820, 0), "size": (440, 640), "inputs": {
+            "masks": ref(3, 0), "image": ref(1), "arrows": ARROWS_EXAMPLE_ARROWS, "num_frames": 14,
+            "points_per_object": 8, "seed": 0, "easing": "ease-in-out"}},
+        {"id": 5, "type": "MotionKitVisualizeTracks", "pos": (1300, 0), "size": (300, 110), "inputs": {
+            "tracks": ref(4, 0), "image": ref(1), "line_width": 3, "point_radius": 5}},
+        {"id": 6, "type": "CreateVideo", "pos": (1300, 160), "size": (300, 80), "inputs": {"images": ref(5), "fps": 7.0}},
+        {"id": 7, "type": "SaveVideo", "pos": (1300, 290), "size": (360, 400), "inputs": {
+            "video": ref(6), "filename_prefix": "video/MotionKit_arrows", "format": "auto", "codec": "auto"}},
+        {"id": 8, "type": "MarkdownNote", "pos": (0, 560), "size": (780, 330), "widgets_values": [ARROWS_NOTE]},
+    ]
+
+
+EXAMPLES = {"svd_motion_augmented": motion_i2v_svd_spec, "arrows_to_trajectories": arrows_to_trajectories_spec}
+
+
+def write_examples(object_info: dict, directory: Path, names=None) -> list[Path]:
+    written = []
+    for name in names or EXAMPLES:
+        path = directory / f"{name}.json"
+        path.write_text(json.dumps(build_workflow(EXAMPLES[name](), object_info), indent=2) + "\n")
+        written.append(path)
+    return written

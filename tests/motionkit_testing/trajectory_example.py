@@ -1,5 +1,6 @@
-"""Inputs for the arrows-to-trajectories tests and example: a synthetic still whose object a core mask
-chain can select (ImageToMask(blue) -> InvertMask -> ThresholdMask(0.6)), and a two-object test card."""
+"""Inputs for the arrows-to-trajectories tests and example: a synthetic still with one clear object (an
+orange ball, which the example's Click to Mask clicks at its centre), and a two-object test card whose
+boxes core mask nodes select by colour."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,12 +34,6 @@ def example_pixels(size: int = EXAMPLE_SIZE) -> np.ndarray:
 def write_example_image(path: Path, size: int = EXAMPLE_SIZE) -> Path:
     Image.fromarray((example_pixels(size) * 255).round().astype(np.uint8)).save(path)
     return path
-
-
-def example_ball_mask(size: int = EXAMPLE_SIZE) -> np.ndarray:
-    """What the example's core mask chain selects (1 - blue > 0.6), from the saved 8-bit pixels."""
-    blue = (example_pixels(size)[..., 2] * 255).round() / 255
-    return (1.0 - blue) > 0.6
 
 
 def write_two_objects(path: Path) -> Path:

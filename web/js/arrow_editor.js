@@ -5,11 +5,17 @@
 // modules/arrows.py), so they are saved in the workflow and sent in API prompts. The widget is written
 // only when the user edits, so loading a workflow never changes it.
 //
-// Image and masks: the node's UI output `motionkit_arrows` (PNG files in ComfyUI's temp folder, written
-// by each run) arrives in onExecuted; before the first run the editor shows the image of an upstream
-// Load Image node. Coordinates are pixels of that image.
+// Image and masks, the latest of:
+// - the node's own UI output `motionkit_arrows` (PNG files in ComfyUI's temp folder, written by each
+//   run), which arrives in onExecuted;
+// - the last output of the node wired into `masks`, when it sends `motionkit_masks` (Click to Mask does:
+//   its frame and one plain mask PNG per object, see nodes/click_to_mask.py). ComfyUI's `executed`
+//   event carries it; it is kept on that node, so the editor also finds it when wired up later. This
+//   shows the masks as soon as Click to Mask has run, before this node has run itself;
+// - before any run, the image of an upstream Load Image node (no masks).
+// Coordinates are pixels of that image.
 import {
-  CAMERA, clampPoint, emptyDocument, frameTicks, hitTest, objectColor, parseDocument, pathLength,
+  CAMERA, clampPoint, emptyDocument, frameTicks, hitTest, objectColor, objectRgb, parseDocument, pathLength,
   rescaleDocument, reverseArrow, serializeDocument, setArrow,
 } from "./arrow_geometry.js";
 
@@ -18,6 +24,8 @@ const { api } = window.comfyAPI.api;
 
 const NODE_TYPE = "MotionKitArrowsToTracks";
 const UI_KEY = "motionkit_arrows";
+const MASKS_UI_KEY = "motionkit_masks";         // UI output of a masks node (Click to Mask)
+const MASKS_OUTPUT = "motionkitMasksOutput";    // where that output is kept on the masks node
 const MIN_HEIGHT = 240;
 const HANDLE = 6; // css px: vertex handle radius and hit tolerance
 const HELP = "Drag to draw the selected object's arrow. Drag a point to bend it, the line to move it; " +
@@ -38,6 +46,25 @@ function imageKey(src) {
   }
 }
 
+// A plain mask image (grey, 255 inside) as a canvas in the object's colour, opaque inside the mask:
+// drawn like the tinted mask PNGs of this node's own run.
+function tintMask(img, object) {
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(img, 0, 0);
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height);
+  const px = data.data;
+  const [r, g, b] = objectRgb(object);
+  for (let i = 0; i < px.length; i += 4) {
+    px[i + 3] = px[i] >= 128 ? 255 : 0;
+    px[i] = r; px[i + 1] = g; px[i + 2] = b;
+  }
+  ctx.putImageData(data, 0, 0);
+  return canvas;
+}
+
 function loadImage(src) {
   return new Promise((resolve) => {
     const img = new Image();
@@ -56,8 +83,10 @@ class ArrowEditor {
     this.runSize = null;      // [W, H] of the last run's masks
     this.background = null;   // HTMLImageElement
     this.backgroundSrc = null;
-    this.masks = [];          // [{object, image}]
+    this.masks = [];          // [{object, image}]: images or canvases, tinted
     this.runTracks = null;    // {object, start, end} of the last run
+    this.runSeq = 0;          // the latest run shown wins over slower image loads of earlier ones
+    this.shownMasksOutput = null; // the upstream masks node's output last shown
     this.drag = null;
     this.drawnState = "";
 
@@ -193,18 +222,45 @@ class ArrowEditor {
     this.object = this.select.value === CAMERA ? CAMERA : Number(this.select.value);
   }
 
-  async onExecuted(output) {
+  onExecuted(output) {
     const run = output?.[UI_KEY]?.[0];
     if (!run) return;
-    this.runSize = [run.width, run.height];
-    this.maskCount = run.masks.length;
-    this.runTracks = run.tracks;
-    const [bg, ...masks] = await Promise.all([
-      run.background ? loadImage(viewUrl(run.background)) : Promise.resolve(null),
-      ...run.masks.map((m) => loadImage(viewUrl(m))),
+    this.showRun("run", run, run.background, run.tracks, false);
+  }
+
+  // The node wired into `masks` (through legacy Reroute nodes).
+  masksSource() {
+    const slot = this.node.inputs?.findIndex((i) => i.name === "masks") ?? -1;
+    let source = slot >= 0 ? this.node.getInputNode?.(slot) : null;
+    for (let hops = 0; source?.type === "Reroute" && hops < 32; hops++) source = source.getInputNode?.(0);
+    return source ?? null;
+  }
+
+  // The masks node's last output (Click to Mask's `motionkit_masks`), once per output.
+  watchUpstreamMasks() {
+    const out = this.masksSource()?.[MASKS_OUTPUT];
+    if (!out || out === this.shownMasksOutput) return;
+    this.shownMasksOutput = out;
+    this.showRun("upstream-run", out, out.image, null, true);
+  }
+
+  // Show a run's image and masks ({width, height, masks: [{filename, subfolder, type, object}]}).
+  async showRun(source, run, background, tracks, tint) {
+    const seq = ++this.runSeq;
+    const masks = Array.isArray(run.masks) ? run.masks : [];
+    const [bg, ...images] = await Promise.all([
+      background ? loadImage(viewUrl(background)) : Promise.resolve(null),
+      ...masks.map((m) => loadImage(viewUrl(m))),
     ]);
-    if (bg) { this.background = bg; this.backgroundSrc = "run"; }
-    this.masks = masks.map((image, i) => ({ object: run.masks[i].object, image })).filter((m) => m.image);
+    if (seq !== this.runSeq) return; // a later run (or another upstream image) came first
+    this.runSize = [run.width, run.height];
+    this.maskCount = masks.length;
+    this.runTracks = tracks;
+    if (bg) { this.background = bg; this.backgroundSrc = source; }
+    this.masks = images.map((image, i) => {
+      const object = masks[i].object ?? i;
+      return { object, image: image && tint ? tintMask(image, object) : image };
+    }).filter((m) => m.image);
     this.refreshObjects();
     this.draw();
   }
@@ -237,7 +293,9 @@ class ArrowEditor {
     if (!img || this.upstreamImage()?.key !== ref.key) return;
     const first = this.upstreamSrc === undefined;
     this.upstreamSrc = ref.key;
-    if (this.backgroundSrc === "run" && first) return; // the run's image is this one
+    const fromRun = this.backgroundSrc === "run" || this.backgroundSrc === "upstream-run";
+    if (fromRun && first) return; // the run's image is this one
+    this.runSeq++; // a run still loading is stale now
     this.background = img;
     this.backgroundSrc = "upstream";
     this.runSize = null;
@@ -406,6 +464,7 @@ class ArrowEditor {
   redrawIfChanged() {
     const key = `${this.widgetValue("num_frames")}|${this.widgetValue("easing")}|${this.arrowsWidget.value}|${this.isLinked()}`;
     this.watchUpstreamImage();
+    this.watchUpstreamMasks();
     if (key !== this.drawnState) this.draw();
   }
 
@@ -530,6 +589,19 @@ class ArrowEditor {
 
 app.registerExtension({
   name: "MotionKit.ArrowEditor",
+  setup() {
+    // Any node's output that carries masks for the editor (Click to Mask): keep it on that node and tell
+    // the arrow editors, also those not drawn right now (off screen, collapsed).
+    api.addEventListener("executed", ({ detail }) => {
+      const out = detail?.output?.[MASKS_UI_KEY]?.[0];
+      const graph = app.graph;
+      if (!out || !graph) return;
+      const node = graph.getNodeById(String(detail.display_node || detail.node));
+      if (!node) return;
+      node[MASKS_OUTPUT] = out;
+      for (const n of graph._nodes ?? []) n.motionkitArrowEditor?.watchUpstreamMasks();
+    });
+  },
   beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== NODE_TYPE) return;
     const chain = (name, fn) => {
@@ -549,7 +621,10 @@ app.registerExtension({
     });
     chain("onExecuted", function (output) { this.motionkitArrowEditor?.onExecuted(output); });
     chain("onConfigure", function () { this.motionkitArrowEditor?.refreshObjects(); this.motionkitArrowEditor?.draw(); });
-    chain("onConnectionsChange", function () { this.motionkitArrowEditor?.draw(); });
+    chain("onConnectionsChange", function () {
+      this.motionkitArrowEditor?.watchUpstreamMasks();
+      this.motionkitArrowEditor?.draw();
+    });
     chain("onDrawForeground", function () { this.motionkitArrowEditor?.redrawIfChanged(); });
     chain("onRemoved", function () { this.motionkitArrowEditor?.remove(); });
   },
