@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import time
 import urllib.request
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from motionkit_testing.browser import CHROMIUM, CHROMIUM_ARGS, playwright_and_chromium
 from motionkit_testing.comfy_session import PACK_DIRNAME
 from motionkit_testing.pack import pack_module
 from motionkit_testing.tiny_sam import TINY_SAM_PTH, ensure_tiny_sam
@@ -28,9 +27,6 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "example_workflows" / "arrows_to_trajectories.json"
-CHROMIUM = os.environ.get("MOTIONKIT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NODE_TYPE = "MotionKitArrowsToTracks"
 EDITOR = f"app.graph._nodes.find(n => n.type === '{NODE_TYPE}').motionkitArrowEditor"
 arrows_mod = pack_module("arrows")
@@ -44,9 +40,7 @@ def post_json(url: str, body) -> None:
 
 @pytest.fixture(scope="module")
 def page(server, base_dir, tmp_path_factory):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).is_file()):
-        pytest.skip(f"no Chromium at {CHROMIUM} (set MOTIONKIT_CHROMIUM)")
+    sync_api = playwright_and_chromium()
     write_example_image(base_dir / "input" / EXAMPLE_IMAGE)
     ensure_tiny_sam(base_dir)
     post_json(f"{server.url}/settings", {"Comfy.TutorialCompleted": True})  # no first-run template dialog

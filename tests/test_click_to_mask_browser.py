@@ -4,8 +4,6 @@ drawn over it, edit points (negative, new object, drag, delete), queue, and find
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from motionkit_testing.browser import CHROMIUM, CHROMIUM_ARGS, playwright_and_chromium
 from motionkit_testing.comfy_session import PACK_DIRNAME
 from motionkit_testing.pack import pack_module
 from motionkit_testing.tiny_sam import (SAM_TEST_IMAGE, TINY_SAM_PTH, build_sam, ensure_tiny_sam, load_uint8,
@@ -24,9 +23,6 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 msam = pack_module("sam")
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / "example_workflows" / "click_to_mask.json"
-CHROMIUM = os.environ.get("MOTIONKIT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +35,7 @@ def reference_sam(server, base_dir):
 
 @pytest.fixture(scope="module")
 def page(server, reference_sam):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (set MOTIONKIT_CHROMIUM)")
+    sync_api = playwright_and_chromium()
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         pg = browser.new_page(viewport={"width": 1400, "height": 900})

@@ -15,14 +15,13 @@ MotionKit nodes bypassed, a Reroute and a seed PrimitiveNode.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import urllib.request
 from collections import deque
 from pathlib import Path
 
 import pytest
 
+from motionkit_testing.browser import CHROMIUM, CHROMIUM_ARGS, playwright_and_chromium
 from motionkit_testing.comfy_session import PACK_DIRNAME
 from motionkit_testing.ui_format import FRONTEND_ONLY, MUTED, BYPASSED, ui_to_api, widget_problems
 from motionkit_testing.workflows import TINY_RUN, adapt_to_tiny_models, load_workflow
@@ -69,9 +68,6 @@ USER_INPUT_STAND_INS = {
         {"positive": [[round(0.35 * SIZE[0]), SIZE[1] // 2]], "negative": [], "box": None}]})},
 }
 
-CHROMIUM = os.environ.get("MOTIONKIT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def test_the_svd_all_to_first_example_exists():
@@ -262,9 +258,7 @@ def _without_meta(prompt: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def frontend_page(server):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (set MOTIONKIT_CHROMIUM)")
+    sync_api = playwright_and_chromium()
     # A first visit opens the template browser over everything; mark the tutorial as seen, as a user would.
     req = urllib.request.Request(f"{server.url}/settings/Comfy.TutorialCompleted", data=b"true", method="POST",
                                  headers={"Content-Type": "application/json"})
