@@ -373,7 +373,9 @@ class MotionKitApplyTrackAdapter:
             "required": {
                 "model": ("MODEL", {"tooltip": "A Stable Video Diffusion model (SVD or SVD-XT)."}),
                 "tracks": ("TRACKS", {"tooltip": "Point trajectories with the video's frame count, drawn on the "
-                                                 "input image (Arrows to Trajectories)."}),
+                                                 "input image (Arrows to Trajectories). Tracks drawn at another "
+                                                 "size with the video's aspect ratio are scaled to it; another "
+                                                 "aspect ratio is an error."}),
                 "lambda_bg": ("FLOAT", {"default": LAMBDA_BG, "min": 0.0, "max": 1.0, "step": 0.01,
                                         "tooltip": "TrackGo's lambda: strength of the original temporal attention "
                                                    "outside the motion region. 0 freezes unspecified regions, 1 "
