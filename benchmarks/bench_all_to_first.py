@@ -81,19 +81,20 @@ DEFAULTS = {  # device -> (frames, width, height, steps, rounds, torch threads)
 MEMORY_STEPS = 2  # the memory peak is one UNet call's; it does not grow with the step count
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def parse_args(argv=None, variants=("unpatched", "patched"), doc: str = __doc__) -> argparse.Namespace:
+    """The SVD benchmarks' shared options; ``variants`` are the memory subprocess names."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--frames", type=int)
     ap.add_argument("--width", type=int)
     ap.add_argument("--height", type=int)
     ap.add_argument("--steps", type=int, help="sampler steps per run (each run gives steps-1 step times)")
-    ap.add_argument("--rounds", type=int, help="timed rounds; each runs both variants once")
+    ap.add_argument("--rounds", type=int, help="timed rounds; each runs every variant once")
     ap.add_argument("--threads", type=int, help="torch CPU threads (CPU default 1, see the docstring)")
     ap.add_argument("--base", help="ComfyUI base directory to use and keep (default: a temporary one)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    ap.add_argument("--child-memory", choices=("unpatched", "patched"), help=argparse.SUPPRESS)
+    ap.add_argument("--child-memory", choices=variants, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     frames, width, height, steps, rounds, threads = DEFAULTS[args.device]
     args.frames = args.frames or frames

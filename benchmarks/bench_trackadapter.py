@@ -49,32 +49,8 @@ _spec.loader.exec_module(base_bench)
 TARGET = 1.15
 VARIANTS = ("unpatched", "free", "trained")
 ADAPTER = "bench_random.safetensors"
-DEFAULTS = {  # device -> (frames, width, height, steps, rounds, torch threads)
-    "cpu": (8, 192, 192, 4, 3, 1),
-    "cuda": (25, 1024, 576, 8, 4, None),
-}
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument("--frames", type=int)
-    ap.add_argument("--width", type=int)
-    ap.add_argument("--height", type=int)
-    ap.add_argument("--steps", type=int, help="sampler steps per run (each run gives steps-1 step times)")
-    ap.add_argument("--rounds", type=int, help="timed rounds; each runs every variant once")
-    ap.add_argument("--threads", type=int, help="torch CPU threads (CPU default 1)")
-    ap.add_argument("--base", help="ComfyUI base directory to use and keep (default: a temporary one)")
-    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    ap.add_argument("--child-memory", choices=VARIANTS, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    frames, width, height, steps, rounds, threads = DEFAULTS[args.device]
-    args.frames, args.width, args.height = args.frames or frames, args.width or width, args.height or height
-    args.steps, args.rounds, args.threads = args.steps or steps, args.rounds or rounds, args.threads or threads
-    if args.steps < 2:
-        ap.error("--steps must be at least 2")
-    return args
+    return base_bench.parse_args(argv, variants=VARIANTS, doc=__doc__)
 
 
 SamplerClock = base_bench.StepClock  # counts the KSampler's progress only
