@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: uv environment, pinned ComfyUI, then the example workflow headless.
+# The main job on a fresh machine: uv environment, ComfyUI (the oldest supported host unless
+# MOTIONKIT_COMFY_HOST names another), then the example workflow headless.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash scripts/setup_env.sh >/dev/null
-exec .venv/bin/python scripts/demo.py "$@"
+env_line="$(bash scripts/setup_env.sh)"
+exec "${env_line##*$'\n'}/bin/python" scripts/demo.py "$@"

@@ -345,7 +345,7 @@ def predictor_prompt(folder, seed=1, tracks=False, brush=False, prefix="mi2v", c
 def run_field(comfy, prompt):
     """Run the prompt; return the predictor's MOTION_FIELD (the executor's output cache) and the history."""
     history = comfy.run(prompt)
-    field = comfy.executor.caches.outputs.get("pred")[0][0]
+    field = comfy.output("pred")
     return field, history
 
 
@@ -376,7 +376,7 @@ def test_the_image_vae_receives_the_image_in_0_1(comfy, bin_run):
     usual [-1, 1] (and the flow VAE's sparse-control images, in [0, 1] with 0.5 = no motion)."""
     import nodes
 
-    model = comfy.executor.caches.outputs.get("load")[0][0]
+    model = comfy.output("load")
     seen = {}
 
     def record(name):

@@ -65,7 +65,7 @@ def arrows_prompt(arrows_text=None, *, frames=5, k=4, seed=3, easing="ease-in", 
 
 def output(comfy, node_id: str, slot: int = 0):
     """A node's output value in the run that just finished, from the executor's own output cache."""
-    return comfy.executor.caches.outputs.get(node_id)[slot][0]
+    return comfy.output(node_id, slot)
 
 
 def execution_error(excinfo) -> dict:

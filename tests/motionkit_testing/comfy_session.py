@@ -73,7 +73,7 @@ class InProcessComfy:
         asyncio.set_event_loop(self.loop)
         self.server = server.PromptServer(self.loop)
         self.loop.run_until_complete(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
-        self.executor = execution.PromptExecutor(self.server, cache_type=execution.CacheType.CLASSIC)
+        self.executor = make_executor(execution, self.server)
         self.execution, self.nodes, self.folder_paths, self.base = execution, nodes, folder_paths, base
 
     def run(self, prompt: dict) -> dict:
@@ -90,6 +90,33 @@ class InProcessComfy:
 
     def validate(self, prompt: dict):
         return self.loop.run_until_complete(self.execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+
+    def output(self, node_id: str, slot: int = 0):
+        """The first item of output ``slot`` of node ``node_id`` from the last run (the executor's cache)."""
+        return self.outputs(node_id)[slot][0]
+
+    def outputs(self, node_id: str) -> list:
+        """All output slots (each a list) of node ``node_id`` from the last run.
+
+        The output cache changed shape across hosts: v0.3.64 stores the slot lists; later hosts store a
+        ``CacheEntry(ui, outputs)``, and from about v0.30 ``HierarchicalCache.get`` is a coroutine."""
+        entry = self.executor.caches.outputs.get(node_id)
+        if asyncio.iscoroutine(entry):
+            entry = self.loop.run_until_complete(entry)
+        if entry is None:
+            raise KeyError(f"node {node_id!r} has no cached outputs")
+        return entry.outputs if hasattr(entry, "outputs") and hasattr(entry, "ui") else entry
+
+
+def make_executor(execution, server):
+    """``PromptExecutor`` with the classic cache on any host: v0.3.64 takes ``cache_size``; later hosts read
+    ``cache_args["ram"]`` (and, on v0.33.0, ``["ram_inactive"]``) in every run."""
+    import inspect
+    params = inspect.signature(execution.PromptExecutor.__init__).parameters
+    if "cache_args" in params:
+        return execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC,
+                                        cache_args={"lru": 0, "ram": 0.0, "ram_inactive": 0.0})
+    return execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC)
 
 
 class WorkflowError(RuntimeError):
