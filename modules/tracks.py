@@ -86,7 +86,7 @@ def make_tracks(path: np.ndarray, object_ids: np.ndarray, width: int, height: in
     path32 = torch.from_numpy(np.ascontiguousarray(path, dtype=np.float32))
     return {
         "track_path": path32,
-        "track_visibility": torch.from_numpy(inside_image(path, width, height)),
+        "track_visibility": torch.from_numpy(inside_image(path32.numpy(), width, height)),  # of the stored path
         EXTRAS_KEY: {
             "version": TRACKS_EXTRAS_VERSION,
             "width": int(width),

@@ -224,3 +224,12 @@ def test_an_arrow_without_an_object_moves_the_camera_and_defaults_are_still():
                                       "linear")
     path = tracks["track_path"].numpy()
     assert path.shape == (4, 3, 2) and np.array_equal(path, np.broadcast_to(path[0], path.shape))
+
+
+def test_visibility_is_of_the_stored_float32_path():
+    """A float64 position just inside the image edge (31.999999999999996 of 32) is stored as 32.0 in float32,
+    outside: the visibility must describe the stored path (hypothesis found this case)."""
+    path = np.array([[[5.0, 31.999999999999996]], [[5.0, 12.0]]])
+    tracks = tracks_mod.make_tracks(path, np.zeros(1, np.int64), 32, 32)
+    assert float(tracks["track_path"][0, 0, 1]) == 32.0
+    assert tracks["track_visibility"].tolist() == [[False], [True]]
