@@ -9,6 +9,8 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import torch
+
 import comfy.model_patcher
 from comfy.ldm.modules.attention import BasicTransformerBlock, CrossAttention
 
@@ -63,18 +65,79 @@ _SPATIAL_BLOCK = re.compile(r"(^|\.)transformer_blocks\.\d+$")
 _TEMPORAL_BLOCK = re.compile(r"(^|\.)time_stack\.\d+$")
 
 
-def _blocks(model: comfy.model_patcher.ModelPatcher, node: str, pattern: re.Pattern) -> Iterator[tuple[str, BasicTransformerBlock]]:
+def model_object(model: comfy.model_patcher.ModelPatcher, path: str) -> Any:
+    """``path`` (e.g. ``"diffusion_model.input_blocks.1.1"``) as *this clone* sees it.
+
+    ComfyUI keeps the last sampled clone loaded with its object patches applied to the one network that
+    all clones share, and clones share ``object_patches_backup``. Walking the live tree would therefore
+    find another clone's (another pack's) replacement modules. Here each prefix of the path resolves to
+    this clone's own object patch if it has one, else to the original that the loaded clone backed up,
+    else to the attribute of the (so resolved) parent: the network exactly as this clone will run it.
+    ``ModelPatcher.get_model_object`` does the same for the full path only, not for its prefixes.
+    """
+    own, backup = model.object_patches, model.object_patches_backup
+    obj, prefix = model.model, ""
+    for part in path.split("."):
+        prefix = f"{prefix}.{part}" if prefix else part
+        if prefix in own:
+            obj = own[prefix]
+        elif prefix in backup:
+            obj = backup[prefix]
+        else:
+            obj = getattr(obj, part)
+    return obj
+
+
+def named_modules(model: comfy.model_patcher.ModelPatcher, root: str = "diffusion_model") -> Iterator[tuple[str, torch.nn.Module]]:
+    """``(path, module)`` for ``root`` and every module below it, in this clone's own view
+    (:func:`model_object`), in ``nn.Module.named_modules`` order; paths are full object-patch paths."""
+    own, backup = model.object_patches, model.object_patches_backup
+    stack = [(root, model_object(model, root))]
+    seen = set()
+    while stack:
+        path, module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        yield path, module
+        children = []
+        for name, child in module.named_children():
+            child_path = f"{path}.{name}"
+            child = own.get(child_path, backup.get(child_path, child))
+            if isinstance(child, torch.nn.Module):
+                children.append((child_path, child))
+        stack.extend(reversed(children))
+
+
+def unet(model: comfy.model_patcher.ModelPatcher, node: str) -> torch.nn.Module:
+    """The diffusion model (UNet) in this clone's own view, or a clear error for models without one."""
     try:
-        unet = model.get_model_object("diffusion_model")
+        found = model_object(model, "diffusion_model")
     except AttributeError:
-        unet = None
-    if unet is None:
+        found = None
+    if not isinstance(found, torch.nn.Module):
         raise MotionKitInputError(
             node, "model", f"this MODEL ({type(model.model).__name__}) has no diffusion UNet.",
             "connect a Stable Video Diffusion or SD1.5 UNet model.")
-    for name, module in unet.named_modules():
-        if isinstance(module, BasicTransformerBlock) and pattern.search(name):
-            yield f"diffusion_model.{name}", module
+    return found
+
+
+def _blocks(model: comfy.model_patcher.ModelPatcher, node: str, pattern: re.Pattern) -> Iterator[tuple[str, BasicTransformerBlock]]:
+    unet(model, node)
+    for path, module in named_modules(model):
+        if isinstance(module, BasicTransformerBlock) and pattern.search(path):
+            yield path, module
+
+
+def _attn1(model: comfy.model_patcher.ModelPatcher, node: str, block_path: str) -> "AttentionSite":
+    path = f"{block_path}.attn1"
+    module = model_object(model, path)
+    if not isinstance(module, CrossAttention):
+        raise MotionKitInputError(
+            node, "model", f"{path} of this MODEL is a {type(module).__name__}, not ComfyUI's attention layer: a node "
+            "earlier in this branch replaced it.",
+            "apply MotionKit's node before the node that replaces attention modules, or remove that node.")
+    return AttentionSite(path, module)
 
 
 def spatial_self_attention(model: comfy.model_patcher.ModelPatcher, node: str) -> list[AttentionSite]:
@@ -83,7 +146,7 @@ def spatial_self_attention(model: comfy.model_patcher.ModelPatcher, node: str) -
     Selecting by path, not by token shape, cannot confuse SVD's temporal attention (``time_stack``)
     with spatial attention, even when h*w equals the frame count.
     """
-    sites = [AttentionSite(f"{path}.attn1", block.attn1) for path, block in _blocks(model, node, _SPATIAL_BLOCK)
+    sites = [_attn1(model, node, path) for path, block in _blocks(model, node, _SPATIAL_BLOCK)
              if not getattr(block, "disable_self_attn", False)]
     if not sites:
         raise MotionKitInputError(
@@ -95,7 +158,7 @@ def spatial_self_attention(model: comfy.model_patcher.ModelPatcher, node: str) -
 
 def temporal_self_attention(model: comfy.model_patcher.ModelPatcher, node: str) -> list[AttentionSite]:
     """SVD's temporal self-attentions (``time_stack.N.attn1``)."""
-    sites = [AttentionSite(f"{path}.attn1", block.attn1) for path, block in _blocks(model, node, _TEMPORAL_BLOCK)]
+    sites = [_attn1(model, node, path) for path, block in _blocks(model, node, _TEMPORAL_BLOCK)]
     if not sites:
         raise MotionKitInputError(
             node, "model", f"found no temporal attention layers in {type(model.model).__name__}.",

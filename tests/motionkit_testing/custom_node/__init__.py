@@ -1,7 +1,8 @@
 """MotionKit's TEST HARNESS as a ComfyUI custom node (like ComfyUI's own tests/execution/testing_nodes).
 
 Loaded only by the tests, benchmarks and the demo (when no real SVD checkpoint exists). It registers the
-tiny random test models with ComfyUI's model detection and adds no nodes.
+tiny random test models with ComfyUI's model detection and adds one test-only node that behaves like
+another pack replacing whole attention modules (``foreign.py``).
 """
 import importlib.util
 import sys
@@ -22,5 +23,5 @@ def _harness_module(name: str):
 _harness_module("tiny_models").register_tiny_models()
 _harness_module("tiny_sd15").register_tiny_sd15()
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+NODE_CLASS_MAPPINGS = {"MotionKitTestForeignAttention": _harness_module("foreign").MotionKitTestForeignAttention}
+NODE_DISPLAY_NAME_MAPPINGS = {"MotionKitTestForeignAttention": "Foreign Attention Replacement (MotionKit TEST HARNESS)"}
