@@ -28,11 +28,21 @@ per-call state) is the hook where Motion-I2V's motion-augmented attention replac
 
 Layouts (AnimateDiff naming on the SD1.5 UNet): v1 has ``down_blocks.{0-3}.motion_modules.{0,1}`` and
 ``up_blocks.{0-3}.motion_modules.{0,1,2}`` with position length 24; v2 adds ``mid_block.motion_modules.0``
-and uses length 32. Motion-I2V's ``motion_block.bin`` has the v2 keys; Follow-Your-Click's checkpoint holds a
-v1-layout set inside its full UNet. :func:`motion_module_set` reads any of them: it unwraps checkpoint
-containers, keeps the motion-module keys, infers the layout, channels, position length and block counts
-from the keys and shapes (:func:`detect_motion_module`), and fills a :class:`MotionModuleSet` whose
-state-dict keys are the official ones. :func:`ldm_position` says where each module sits in an SD1.5 UNet.
+and uses length 32; v3 has v1's sites with length 32. Motion-I2V's ``motion_block.bin`` has the v2 keys;
+Follow-Your-Click's checkpoint holds a v1-layout set inside its full UNet. :func:`motion_module_set` reads
+any of them: it unwraps checkpoint containers, keeps the motion-module keys, infers the layout, channels,
+position length and block counts from the keys and shapes (:func:`detect_motion_module`), and fills a
+:class:`MotionModuleSet` whose state-dict keys are the official ones. :func:`ldm_position` says where each
+module sits in an SD1.5 UNet.
+
+Joint norms (v1 only). Official AnimateDiff runs the image UNet as a 3-D network on (B, C, F, H, W). With
+``use_inflated_groupnorm: false`` (the v1 inference config, and Follow-Your-Click's, which leaves the default)
+the ResNet blocks' ``norm1``/``norm2`` and the UNet's ``conv_norm_out`` are plain ``torch.nn.GroupNorm`` on
+that 5-D tensor, so each group's mean and variance are taken over all F frames of a video jointly; the
+spatial transformers' norm and the motion modules' own norm rearrange to ``(b f) c h w`` first and stay
+per frame. v2 and v3 (``use_inflated_groupnorm: true``) and Motion-I2V normalise every layer per frame.
+:attr:`MotionModuleSpec.joint_norms` records this, and :func:`frames_to_video` / :func:`video_to_frames`
+are the layout change around such a norm (the host applies it to its UNet's layers).
 """
 from __future__ import annotations
 
@@ -235,10 +245,18 @@ class MotionModuleSpec:
     def has_mid(self) -> bool:
         return any(name == SD15_MID_SITE for name, _ in self.sites)
 
+    @property
+    def joint_norms(self) -> bool:
+        """The image UNet's ResNet-block norms and output norm take their statistics over all frames of a
+        video (official AnimateDiff v1 and Follow-Your-Click: plain GroupNorm on the 5-D tensor), not per frame
+        (v2, v3, Motion-I2V: ``use_inflated_groupnorm``). See the module docstring."""
+        return self.layout == "v1"
+
     def describe(self) -> str:
         mid = "with" if self.has_mid else "without"
+        norms = "ResNet and output norms over all frames" if self.joint_norms else "per-frame norms"
         return (f"AnimateDiff {self.layout} layout: {len(self.sites)} motion modules {mid} a mid block, "
-                f"{self.max_len} positions, channels {sorted({c for _, c in self.sites})}")
+                f"{self.max_len} positions, channels {sorted({c for _, c in self.sites})}, {norms}")
 
 
 def unwrap_state_dict(sd: dict) -> dict:
@@ -358,6 +376,17 @@ def motion_module_set(sd: dict) -> MotionModuleSet:
                                       f"{list(expected[bad[0]].shape)} for this layout")
     modules.load_state_dict({k: v.float() for k, v in sd.items()})
     return modules.eval().requires_grad_(False)
+
+
+def frames_to_video(x: torch.Tensor, videos: int) -> torch.Tensor:
+    """``(B*F, C, H, W) -> (B, C, F, H, W)``: a GroupNorm applied to the result normalises each group over
+    all F frames of its video (``torch.nn.GroupNorm`` on 5-D input), with its per-channel weight and bias."""
+    return rearrange(x, "(b f) c h w -> b c f h w", b=videos)
+
+
+def video_to_frames(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, F, H, W) -> (B*F, C, H, W)``, the inverse of :func:`frames_to_video`."""
+    return rearrange(x, "b c f h w -> (b f) c h w")
 
 
 def ldm_position(site: str) -> tuple:
