@@ -13,10 +13,18 @@ How a motion module reaches the UNet, clone-safely (the design AnimateDiff-Evolv
 - ``forward_timestep_embed`` calls the slots through a ``forward_timestep_embed_patch`` (it only does
   that for layer classes it does not know), with the step's ``transformer_options``: the frame count
   comes from the cond/uncond layout, per-clone settings (motion-augmented attention) from the clone's
-  own ``transformer_options``.
+  own ``transformer_options``;
+- for v1-layout files (AnimateDiff v1, Follow-Your-Click) the same injection also puts a
+  :class:`JointGroupNorm` pair of forward hooks on exactly the layers that official AnimateDiff v1 runs as
+  plain GroupNorms on the 5-D video tensor (each ResBlock's ``in_layers.0`` and ``out_layers.0``, the
+  UNet's ``out.0``), so their statistics cover all frames of each cond/uncond video; the layers' own
+  forward (ComfyUI's weight casting and low-VRAM weight functions) runs unchanged on the 5-D view. A
+  ``DIFFUSION_MODEL`` wrapper on the clone gives the hooks the video count of each UNet call (the layers
+  do not see ``transformer_options``); the ejection removes the hooks with the slots.
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import os
@@ -34,9 +42,9 @@ from comfy.ldm.modules.attention import optimized_attention
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 
 from ..modules.motion_field import interleave_with_warped
-from ..modules.motion_module import (MotionModuleFormatError, MotionModuleSet, ldm_position, motion_module_set,
-                                     read_weights)
 from ._comfy import MotionKitInputError, frames_per_video, require_model
+from ..modules.motion_module import (MotionModuleFormatError, MotionModuleSet, frames_to_video, ldm_position,
+                                     motion_module_set, read_weights, video_to_frames)
 
 log = logging.getLogger("MotionKit")
 
@@ -136,6 +144,71 @@ def _run_slot(layer, x, emb, context, transformer_options, *args, **kwargs):
     return layer(x, transformer_options)
 
 
+# --- AnimateDiff v1: ResNet and output norms over all frames of a video -------------------------------
+
+# Videos (cond/uncond chunks) in the batch of the UNet call that is running, set by _videos_for_joint_norms.
+_JOINT_VIDEOS: contextvars.ContextVar = contextvars.ContextVar("MotionKit.joint_norm_videos", default=None)
+
+
+class JointGroupNorm:
+    """Forward hooks that make one GroupNorm of the image UNet normalise each group over all frames of each
+    video, as ``torch.nn.GroupNorm`` does on official AnimateDiff v1's (B, C, F, H, W) tensor: the input is
+    viewed as (B, C, F, H, W) before the layer and back as (B*F, C, H, W) after it. The layer itself is not
+    replaced: its own forward (ComfyUI's weight casting, low-VRAM weight functions) runs on the 5-D view."""
+
+    def __init__(self, norm: nn.GroupNorm):
+        self.handles = (norm.register_forward_pre_hook(self.to_video), norm.register_forward_hook(self.to_frames))
+
+    def to_video(self, module, args):
+        videos = _JOINT_VIDEOS.get()
+        if videos is None:
+            raise RuntimeError("MotionKit: a v1 motion module's joint GroupNorm ran outside a UNet call of the clone "
+                               "that injected it (no video count); sample the Load Motion Module output directly.")
+        return (frames_to_video(args[0], videos), *args[1:])
+
+    def to_frames(self, module, args, output):
+        return video_to_frames(output)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    @staticmethod
+    def on(module: nn.Module) -> list:
+        """The JointGroupNorm hooks installed on ``module``."""
+        return [hook.__self__ for hook in module._forward_pre_hooks.values()
+                if isinstance(getattr(hook, "__self__", None), JointGroupNorm)]
+
+
+def joint_norm_layers(unet) -> list:
+    """The GroupNorms that official AnimateDiff v1 applies to the whole video: both norms of every ResBlock
+    (``norm1``/``norm2`` of ResnetBlock3D) and the output norm (``conv_norm_out``), in module order."""
+    layers = [n for m in unet.modules() if isinstance(m, ResBlock) for n in (m.in_layers[0], m.out_layers[0])]
+    layers.append(unet.out[0])
+    bad = [type(n).__name__ for n in layers if not isinstance(n, nn.GroupNorm)]
+    if bad:
+        raise MotionKitInputError(LOADER, "model", f"this UNet's ResNet/output norms are {bad[0]}, not GroupNorm, so "
+                                  "an AnimateDiff v1 motion module cannot normalise them over the video.",
+                                  "connect an SD1.5 checkpoint's MODEL, or use a v2/v3 motion module.")
+    return layers
+
+
+def joint_norm_hooks(unet) -> list:
+    """``[(module, JointGroupNorm), ...]`` currently inside ``unet`` (for tests and diagnostics)."""
+    return [(m, hook) for m in unet.modules() for hook in JointGroupNorm.on(m)]
+
+
+def _videos_for_joint_norms(executor, x, *args, **kwargs):
+    """DIFFUSION_MODEL wrapper (v1 only): the video count of this UNet call for the JointGroupNorm hooks."""
+    transformer_options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
+    videos, _ = frames_per_video(x.shape[0], transformer_options)
+    token = _JOINT_VIDEOS.set(videos)
+    try:
+        return executor(x, *args, **kwargs)
+    finally:
+        _JOINT_VIDEOS.reset(token)
+
+
 # --- the motion modules as their own ModelPatcher ------------------------------------------------------
 
 class MotionModulePatcher(comfy.model_patcher.ModelPatcher):
@@ -178,6 +251,7 @@ def without_motion_modules(model: comfy.model_patcher.ModelPatcher) -> comfy.mod
     image.remove_injections(KEY)
     image.remove_additional_models(KEY)
     image.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY)
+    image.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY)
     image.model_options["transformer_options"].pop(KEY, None)
     return image
 
@@ -218,6 +292,9 @@ def _inject(patcher: comfy.model_patcher.ModelPatcher) -> None:
     for site, module in modules.sites():
         block, container = _unet_block(unet, site)
         block.insert(_slot_position(block, container), MotionModuleSlot(site, module))
+    if modules.spec.joint_norms:
+        for norm in joint_norm_layers(unet):
+            JointGroupNorm(norm)
 
 
 def _eject(patcher: comfy.model_patcher.ModelPatcher) -> None:
@@ -226,6 +303,8 @@ def _eject(patcher: comfy.model_patcher.ModelPatcher) -> None:
         for i in reversed(range(len(block))):
             if isinstance(block[i], MotionModuleSlot):
                 del block[i]
+    for _, hook in joint_norm_hooks(unet):
+        hook.remove()
 
 
 def _eject_after_sampling(executor, *args, **kwargs):
@@ -291,6 +370,10 @@ def apply_motion_modules(model: comfy.model_patcher.ModelPatcher, modules: Motio
     patched.set_model_forward_timestep_embed_patch((MotionModuleSlot, _run_slot))
     patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, _eject_after_sampling)
+    patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY)
+    if modules.spec.joint_norms:
+        joint_norm_layers(patched.get_model_object("diffusion_model"))   # refuses UNets without GroupNorms there
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _videos_for_joint_norms)
     set_motion_options(patched, MotionOptions(name=name, max_len=modules.spec.max_len))
     return patched
 
@@ -304,7 +387,10 @@ class MotionKitLoadMotionModule:
         "and shapes. Files are read safely (safetensors, or pickles with weights_only). The modules enter the UNet "
         "only while sampling and leave it afterwards, also when sampling fails or is interrupted. Works beside "
         "AnimateDiff-Evolved (same 'animatediff_models' folder, no shared nodes or global patches). LoRAs, "
-        "All-to-First, Motion-Augmented Attention and Still-Moving adapters stack on the output.")
+        "All-to-First, Motion-Augmented Attention and Still-Moving adapters stack on the output. As in official "
+        "AnimateDiff v1, v1-layout files (AnimateDiff v1, Follow-Your-Click) also make the UNet's ResNet-block and "
+        "output GroupNorms take their statistics over all frames of the video while sampling (v2, v3 and "
+        "Motion-I2V normalise per frame).")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "load"
