@@ -1,8 +1,9 @@
-"""Load Motion Module on the tiny SD1.5 model: official key layouts (v1, v2, Motion-I2V, Follow-Your-Click),
+"""Load Motion Module on the tiny SD1.5 model: official key layouts (v1, v2, v3, Motion-I2V, Follow-Your-Click),
 float64 references of the module and of motion-augmented attention, placement in the UNet, injection only
-while sampling (also after failed and interrupted runs), equivalence with frame-by-frame SD1.5 for a zero
-module, All-to-First and Motion-Augmented Attention on the loader's models, coexistence with
-AnimateDiff-Evolved, and clear errors."""
+while sampling (also after failed and interrupted runs), v1's ResNet and output norms over the whole video
+(float64 reference of official AnimateDiff v1's 5-D GroupNorms; v2/v3 stay per frame), equivalence with
+frame-by-frame SD1.5 for a zero module, All-to-First and Motion-Augmented Attention on the loader's models,
+coexistence with AnimateDiff-Evolved, and clear errors."""
 from __future__ import annotations
 
 import gzip
@@ -49,7 +50,8 @@ def test_harness_builds_the_official_v2_layout():
 
 
 @pytest.mark.parametrize("kind,layout,max_len,sites", [
-    ("v1", "v1", 24, 20), ("v2", "v2", 32, 21), ("motion_i2v", "v2", 32, 21), ("fyc", "v1", 24, 20)])
+    ("v1", "v1", 24, 20), ("v2", "v2", 32, 21), ("v3", "v3", 32, 20), ("motion_i2v", "v2", 32, 21),
+    ("fyc", "v1", 24, 20)])
 def test_layout_is_detected_from_the_keys(kind, layout, max_len, sites, tmp_path):
     mm = pack_module("motion_module")
     if kind == "fyc":
@@ -62,6 +64,7 @@ def test_layout_is_detected_from_the_keys(kind, layout, max_len, sites, tmp_path
     modules = mm.motion_module_set(mm.read_weights(str(path)))
     spec = modules.spec
     assert (spec.layout, spec.max_len, len(spec.sites), spec.heads) == (layout, max_len, sites, 8)
+    assert spec.joint_norms == (layout == "v1")    # official v1 configs: use_inflated_groupnorm false
     assert [c for _, c in spec.sites][:2] == [WIDTH, WIDTH] and dict(spec.sites)["up_blocks.0.motion_modules.0"] == 4 * WIDTH
     # The non-motion keys of the Follow-Your-Click UNet (9-channel conv_in, fps/motion embeddings, spatial
     # layers) are not part of the set; every motion tensor is, bit for bit.
@@ -177,6 +180,180 @@ def test_through_the_executor_the_video_differs_and_the_unet_is_restored(comfy, 
     assert video.shape == plain.shape == (4, 4, 8, 8)
     assert (video - plain).abs().max() > 1e-3
     assert torch.equal(again, plain)   # sampling the plain model after the video one: no module left behind
+
+
+# --- AnimateDiff v1: the ResNet blocks' and the output's GroupNorms over the whole video ------------------
+#
+# Official AnimateDiff v1 (use_inflated_groupnorm: false; Follow-Your-Click leaves that default) runs the
+# image UNet on (B, C, F, H, W): ResnetBlock3D's norm1/norm2 and the UNet's conv_norm_out are plain
+# torch.nn.GroupNorm on that 5-D tensor (each group's statistics over all F frames of a video), while the
+# spatial transformers' and the motion modules' norms rearrange to (b f) c h w first. v2, v3 and Motion-I2V
+# normalise every layer per frame.
+
+@torch.no_grad()
+def group_norm_over_videos64(x: torch.Tensor, norm, videos: int) -> torch.Tensor:
+    """GroupNorm of (B*F, C, H, W) with each group's mean and variance over the frames, channels of the group
+    and positions of one video, float64, then the layer's per-channel affine. ``videos = B*F`` is per frame."""
+    bf, c, h, w = x.shape
+    g = norm.num_groups
+    v = x.double().reshape(videos, bf // videos, g, c // g, h, w)
+    mean = v.mean(dim=(1, 3, 4, 5), keepdim=True)
+    var = v.var(dim=(1, 3, 4, 5), unbiased=False, keepdim=True)
+    v = ((v - mean) / torch.sqrt(var + norm.eps)).reshape(bf, c, h, w)
+    return v * norm.weight.double().view(1, c, 1, 1) + norm.bias.double().view(1, c, 1, 1)
+
+
+@torch.no_grad()
+def conv64(conv, x):
+    return torch.nn.functional.conv2d(x, conv.weight.double(), conv.bias.double(), conv.stride, conv.padding)
+
+
+@torch.no_grad()
+def resblock64(block, x, emb, videos: int) -> torch.Tensor:
+    """ResnetBlock3D (AnimateDiff ``resnet.py``): norm1, SiLU, conv1, + time embedding, norm2, SiLU, conv2,
+    + shortcut, with the two norms over ``videos`` videos; on ComfyUI's ResBlock weights."""
+    silu = torch.nn.functional.silu
+    h = conv64(block.in_layers[2], silu(group_norm_over_videos64(x, block.in_layers[0], videos)))
+    lin = block.emb_layers[1]
+    h = h + torch.nn.functional.linear(silu(emb.double()), lin.weight.double(), lin.bias.double())[..., None, None]
+    h = conv64(block.out_layers[3], silu(group_norm_over_videos64(h, block.out_layers[0], videos)))
+    skip = block.skip_connection
+    return (x.double() if isinstance(skip, torch.nn.Identity) else conv64(skip, x.double())) + h
+
+
+@torch.no_grad()
+def output64(out, x, videos: int) -> torch.Tensor:
+    """conv_norm_out (over ``videos`` videos), SiLU, conv_out."""
+    return conv64(out[2], torch.nn.functional.silu(group_norm_over_videos64(x, out[0], videos)))
+
+
+def official_joint_norms(unet) -> set:
+    """ResnetBlock3D.norm1/norm2 of every down, mid and up block and conv_norm_out, on ComfyUI's UNet."""
+    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+    blocks = [m for m in unet.modules() if isinstance(m, ResBlock)]
+    assert len(blocks) == 2 * 4 + 2 + 3 * 4     # SD1.5: 2 per down block, 2 in the mid block, 3 per up block
+    return {id(n) for b in blocks for n in (b.in_layers[0], b.out_layers[0])} | {id(unet.out[0])}
+
+
+def capture_io(module, calls: list):
+    return module.register_forward_hook(lambda m, args, out: calls.append((tuple(a.detach().clone() for a in args),
+                                                                             out.detach().clone())))
+
+
+def sample_capturing(model, sd, frames: int = 4):
+    """Sample ``model`` and return the first call's inputs/outputs of a ResBlock with a 1x1 shortcut (input
+    block 4: 32 -> 64 channels) and of the UNet's output layers, plus the hooked norms seen while it ran."""
+    mod = nodes_module()
+    unet = unet_of(model)
+    res, out, hooked = [], [], []
+    handles = [capture_io(unet.input_blocks[4][0], res), capture_io(unet.out, out)]
+    try:
+        sd15.sample(model, sd["pos"], sd["neg"], frames=frames, steps=1,
+                    callback=lambda *a: hooked.append({id(m) for m, _ in mod.joint_norm_hooks(unet)}))
+    finally:
+        for h in handles:
+            h.remove()
+    assert not isinstance(unet.input_blocks[4][0].skip_connection, torch.nn.Identity)
+    return res[0], out[0], hooked
+
+
+@pytest.mark.parametrize("layout", ["v1", "fyc"])
+def test_v1_resnet_and_output_norms_match_float64_reference_over_each_video(sd, layout):
+    """While a v1-layout module samples, a ResBlock and the output layers equal official AnimateDiff v1 computed
+    in float64: their GroupNorms take statistics over all frames of each cond/uncond video (4 frames x 2
+    videos), and only the official set of norms does (not the spatial transformers' or the motion modules')."""
+    model = sd["model"]
+    unet = unet_of(model)
+    mm = sd15.with_motion(model, sd, layout)
+    ((x, emb), got), ((h,), got_out), hooked = sample_capturing(mm, sd)
+    assert x.shape[0] == 8                      # cond and uncond in one batch: two videos of 4 frames
+    block = unet.input_blocks[4][0]
+    ref, ref_out = resblock64(block, x, emb, videos=2), output64(unet.out, h, videos=2)
+    assert sd15.rel_err(got, ref) < 1e-5 and sd15.rel_err(got_out, ref_out) < 1e-5
+    # Not vacuous: per-frame norms (the previous behaviour, and v2/v3's) or one 8-frame video are far off.
+    for videos in (8, 1):
+        assert sd15.rel_err(resblock64(block, x, emb, videos), ref) > 1e-2
+        assert sd15.rel_err(output64(unet.out, h, videos), ref_out) > 1e-2
+    assert hooked and all(s == official_joint_norms(unet) for s in hooked)
+
+
+@pytest.mark.parametrize("layout", ["v2", "v3", "motion_i2v"])
+def test_v2_v3_and_motion_i2v_keep_per_frame_norms(sd, layout):
+    """use_inflated_groupnorm (v2, v3) and Motion-I2V: nothing is added to the norms, the ResBlock and output
+    layers equal the per-frame float64 reference, and the run is bit-equal to one without the v1 machinery."""
+    mod = nodes_module()
+    model = sd["model"]
+    unet = unet_of(model)
+    mm = sd15.with_motion(model, sd, layout)
+    assert mm.get_wrappers(comfy_wrappers().DIFFUSION_MODEL, mod.KEY) == []
+    ((x, emb), got), ((h,), got_out), hooked = sample_capturing(mm, sd)
+    assert hooked and all(s == set() for s in hooked)
+    assert sd15.rel_err(got, resblock64(unet.input_blocks[4][0], x, emb, videos=8)) < 1e-5
+    assert sd15.rel_err(got_out, output64(unet.out, h, videos=8)) < 1e-5
+
+
+def comfy_wrappers():
+    import comfy.patcher_extension
+    return comfy.patcher_extension.WrappersMP
+
+
+def test_v1_joint_norms_use_the_layers_own_cast_forward(comfy, sd):
+    """A UNet stored in float16 and computed in float32 (ComfyUI's manual-cast ops: every layer casts its
+    weights per call, as in low-VRAM mode) gets the same joint norms through each layer's own forward."""
+    import comfy.sd
+    import folder_paths
+    path = folder_paths.get_full_path("checkpoints", sd["ckpt"])
+    cast = comfy.sd.load_checkpoint_guess_config(path, output_vae=False, output_clip=False,
+                                                 model_options={"dtype": torch.float16})[0]
+    unet = unet_of(cast)
+    norm = unet.input_blocks[4][0].in_layers[0]
+    assert cast.model.manual_cast_dtype == torch.float32 and norm.weight.dtype == torch.float16
+    assert norm.comfy_cast_weights
+    mm = sd15.with_motion(cast, sd, "v1")
+    ((x, emb), got), ((h,), got_out), hooked = sample_capturing(mm, sd)
+    assert x.dtype == torch.float32 and hooked and all(s == official_joint_norms(unet) for s in hooked)
+    assert sd15.rel_err(got, resblock64(unet.input_blocks[4][0], x, emb, videos=2)) < 1e-5
+    assert sd15.rel_err(got_out, output64(unet.out, h, videos=2)) < 1e-5
+    assert nodes_module().joint_norm_hooks(unet) == []
+
+
+def norm_state(unet) -> list:
+    """Every GroupNorm of the UNet with its hooks: (path, module id, pre-hooks, hooks)."""
+    return [(name, id(m), len(m._forward_pre_hooks), len(m._forward_hooks)) for name, m in unet.named_modules()
+            if isinstance(m, torch.nn.GroupNorm)]
+
+
+def test_v1_joint_norms_leave_after_sampling_errors_and_interrupts(sd):
+    """The hooks live exactly as long as the injection: gone after a run, a failed run and an interrupted run,
+    the norms are the checkpoint's own modules without hooks, and the image model samples bit-equal to before."""
+    import comfy.model_management
+    mod = nodes_module()
+    model = sd["model"]
+    unet = unet_of(model)
+    before = norm_state(unet)
+    assert all(pre == post == 0 for *_, pre, post in before)
+    plain = sd15.sample(model, sd["pos"], sd["neg"])
+    mm = sd15.with_motion(model, sd, "v1")
+    assert len(mm.get_wrappers(comfy_wrappers().DIFFUSION_MODEL, mod.KEY)) == 1
+    assert model.get_wrappers(comfy_wrappers().DIFFUSION_MODEL, mod.KEY) == []   # the input MODEL is untouched
+
+    video = sd15.sample(mm, sd["pos"], sd["neg"])
+    assert norm_state(unet) == before and mod.joint_norm_hooks(unet) == []
+
+    def interrupt(step, *a):
+        assert len(mod.joint_norm_hooks(unet)) == 2 * 22 + 1     # present while it runs
+        raise comfy.model_management.InterruptProcessingException()
+
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        sd15.sample(mm, sd["pos"], sd["neg"], callback=interrupt)
+    assert norm_state(unet) == before
+    with pytest.raises(ValueError, match=r"25 frames.*at most 24"):
+        sd15.sample(mm, sd["pos"], sd["neg"], frames=25, steps=1)
+    assert norm_state(unet) == before
+    assert torch.equal(sd15.sample(model, sd["pos"], sd["neg"]), plain)
+    assert torch.equal(sd15.sample(mm, sd["pos"], sd["neg"]), video)
+    # The image model that Still-Moving trains on drops the video-count wrapper with the modules.
+    assert mod.without_motion_modules(mm).get_wrappers(comfy_wrappers().DIFFUSION_MODEL, mod.KEY) == []
 
 
 def test_zero_motion_module_equals_sd15_frame_by_frame(sd):

@@ -105,6 +105,7 @@ LAYOUTS = {
     # name: (mid block, position-encoding length)       source
     "v1": (False, 24),         # mm_sd_v15.ckpt: motion_module_mid_block False, max_len 24
     "v2": (True, 32),          # mm_sd_v15_v2.ckpt and Motion-I2V motion_block.bin
+    "v3": (False, 32),         # v3_sd15_mm.ckpt: motion_module_mid_block False, max_len 32
     "fyc": (False, 24),        # Follow-Your-Click inference config: Vanilla, no mid block, max_len 24
 }
 
@@ -235,6 +236,7 @@ MOTION_FILES = {
     "v1": "motionkit_tiny_mm_v1.ckpt",                  # pickled, as mm_sd_v15.ckpt
     "v2": "motionkit_tiny_mm_v2.safetensors",
     "motion_i2v": "motionkit_tiny_motion_block.bin",    # pickled, as Motion-I2V's motion_block.bin
+    "v3": "motionkit_tiny_mm_v3.ckpt",                  # pickled, as v3_sd15_mm.ckpt
     "fyc": "motionkit_tiny_fyc.ckpt",                   # a whole Follow-Your-Click UNet checkpoint
     "zero": "motionkit_tiny_mm_zero.safetensors",       # v2 with zero-initialised proj_out
 }
@@ -269,6 +271,7 @@ def write_assets(base_dir) -> dict:
     torch.save(motion_module_state_dict("v1", seed=1), mm / MOTION_FILES["v1"])
     save_file(motion_module_state_dict("v2", seed=2), str(mm / MOTION_FILES["v2"]))
     torch.save(motion_module_state_dict("v2", seed=3), mm / MOTION_FILES["motion_i2v"])
+    torch.save(motion_module_state_dict("v3", seed=6), mm / MOTION_FILES["v3"])
     torch.save(follow_your_click_checkpoint(seed=4), mm / MOTION_FILES["fyc"])
     save_file(motion_module_state_dict("v2", seed=5, zero_out=True), str(mm / MOTION_FILES["zero"]))
     save_file(style_lora(), str(base / "models" / "loras" / STYLE_LORA))
