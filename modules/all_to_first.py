@@ -44,9 +44,9 @@ def all_to_first_attention(q: torch.Tensor, k0: torch.Tensor, v0: torch.Tensor, 
                            attention: AttentionFn, **attention_kwargs) -> torch.Tensor:
     """Every frame's queries ``q`` ``(B*T, N, D)`` read frame 0's projected keys/values ``(B, N, D)``.
 
-    ``attention(q, k, v, heads, **kw)`` is the host's attention backend (``(B, L, heads*d)`` layout).
+    ``attention(q, k, v, heads=heads, **kw)`` is the host's attention backend (``(B, L, heads*d)`` layout).
     """
-    out = attention(fold_frames(q, frames), k0, v0, heads, **attention_kwargs)
+    out = attention(fold_frames(q, frames), k0, v0, heads=heads, **attention_kwargs)
     return unfold_frames(out, frames)
 
 

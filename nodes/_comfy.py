@@ -7,10 +7,12 @@ import logging
 import re
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
+import comfy.ldm.modules.attention as comfy_attention
+import comfy.model_management
 import comfy.model_patcher
 from comfy.ldm.modules.attention import BasicTransformerBlock, CrossAttention
 
@@ -206,3 +208,61 @@ class SigmaWindow:
 def frames_per_video(batch: int, transformer_options: dict) -> tuple[int, int]:
     """``(videos, frames)`` of a UNet batch: one video of T frames per cond/uncond chunk."""
     return videos_in_batch(batch, len(transformer_options.get("cond_or_uncond") or [None]))
+
+
+# --- host differences -------------------------------------------------------------------------------
+# Everything MotionKit needs from ComfyUI that changed between the hosts it supports (v0.3.64 ... v0.33.0)
+# or that newer hosts are known to change, so the nodes never test versions themselves.
+
+_Container = getattr(comfy_attention, "AttentionTensorContainer", None)      # v0.3x: q/k/v handed over
+_ComfyAttention = getattr(comfy_attention, "ComfyAttention", None)             # newer: per-layer backend
+
+
+def _preferred_attention(layer: torch.nn.Module) -> Any:
+    """The per-layer attention backend a newer host's ``CrossAttention`` owns (a ``ComfyAttention``
+    submodule, passed as ``preferred_attention``), or ``None`` where layers have none (v0.3.64, v0.33.0)."""
+    if _ComfyAttention is None:
+        return None
+    return next((m for m in layer.children() if isinstance(m, _ComfyAttention)), None)
+
+
+def attention(layer: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, transformer_options: dict,
+              **kwargs) -> torch.Tensor:
+    """Scaled dot-product attention of ``(B, L, heads*d)`` tensors, dispatched the way the host's own
+    ``CrossAttention`` dispatches ``layer``: ComfyUI's configured backend (``optimized_attention``, looked up
+    at call time), the layer's ``attn_precision``, ``transformer_options`` (so an
+    ``optimized_attention_override`` set by a sampler or another node applies), and on hosts whose layers own
+    a preferred backend, that backend with q/k/v handed over in ``AttentionTensorContainer`` s."""
+    heads = kwargs.pop("heads", None) or layer.heads
+    kwargs.setdefault("attn_precision", getattr(layer, "attn_precision", None))
+    preferred = _preferred_attention(layer)
+    if preferred is not None:
+        kwargs["preferred_attention"] = preferred
+        if _Container is not None:
+            q, k, v = _Container(q), _Container(k), _Container(v)
+    return comfy_attention.optimized_attention(q, k, v, heads, transformer_options=transformer_options, **kwargs)
+
+
+def plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                    transformer_options: Optional[dict] = None, **kwargs) -> torch.Tensor:
+    """The host's configured attention (looked up at call time) for MotionKit's own layers (motion modules,
+    Motion-I2V's UNet), with ``transformer_options`` when there are any (sampler overrides apply)."""
+    if transformer_options is not None:
+        kwargs["transformer_options"] = transformer_options
+    return comfy_attention.optimized_attention(q, k, v, heads, **kwargs)
+
+
+def is_dynamic(model: Any) -> bool:
+    """Whether ``model`` is loaded by Dynamic VRAM (``ModelPatcherDynamic``, comfy-aimdo; v0.3x+ on NVIDIA):
+    its weights are streamed to the GPU per layer, so it cannot be fully loaded or patched outside
+    ``load_models_gpu``."""
+    return bool(getattr(model, "is_dynamic", lambda: False)())
+
+
+def load_for_compute(models: list, memory_required: int = 0) -> None:
+    """Load ``models`` (ModelPatchers) on their device the way the host allows, for MotionKit's own compute
+    outside a sampler (trainers, the SAM and Motion-I2V predictors): fully where the legacy loader can
+    (plain torch layers cannot be cast per call in its low-VRAM mode), and through Dynamic VRAM's own
+    loading where that loader manages the model (it refuses ``full_load`` and streams weights per layer)."""
+    full = not any(is_dynamic(m) for m in models)
+    comfy.model_management.load_models_gpu(models, memory_required=memory_required, force_full_load=full)

@@ -21,6 +21,7 @@ import folder_paths
 from ..modules.sam import (OFFICIAL_CHECKPOINTS, LRUCache, Prompts, SamConfig, compute_embedding,
                            embedding_memory_bytes, load_state_dict_file, predict_object,
                            sam_from_state_dict)
+from ._comfy import load_for_compute
 
 log = logging.getLogger("MotionKit")
 
@@ -173,7 +174,7 @@ def run_sam(model: SAMModel, digest: str, pixels: Callable[[], np.ndarray], prom
         t_load = time.perf_counter()
         if load_model:
             need = 0 if key in EMBEDDINGS else embedding_memory_bytes(model.config)
-            mm.load_models_gpu([model.patcher], memory_required=need, force_full_load=True)
+            load_for_compute([model.patcher], memory_required=need)
         sam = model.sam
         t0 = time.perf_counter()
         embedding, cached = EMBEDDINGS.get_or_compute(key, lambda: compute_embedding(sam, pixels()))

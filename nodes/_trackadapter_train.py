@@ -34,6 +34,7 @@ from ..modules.trackadapter import (AdapterConfig, TrackAdapter, edm_sigmas, edm
                                     training_free_geometry)
 from ..modules.trackadapter_clips import Clip, resize_clip
 from ..modules.tracks import TrackSet
+from ._comfy import load_for_compute, model_object
 from .trackadapter import APPLY, TrackRun, TrainingTerms, layer_specs, patch_model
 
 CHECKPOINT_FORMAT = "motionkit.trackadapter_checkpoint"
@@ -96,11 +97,10 @@ def encode_clip(model, clip_vision, vae, clip: Clip) -> EncodedClip:
 
 def new_adapter(model, settings: TrainSettings) -> TrackAdapter:
     """A fresh adapter for ``model``: W'_q/W'_k copied from each temporal layer, zero W_f (a no-op at start)."""
-    unet = model.get_model_object("diffusion_model")
     specs = layer_specs(model)
     weights = []
     for spec in specs:
-        attn = unet.get_submodule(spec.path[len("diffusion_model."):])
+        attn = model_object(model, spec.path)
         weights.append((attn.to_q.weight, attn.to_k.weight))
     config = AdapterConfig(layers=tuple(specs), encoder_channels=tuple(settings.encoder_channels),
                            feature_channels=settings.feature_channels, tau=settings.tau, kappa=settings.kappa,
@@ -200,7 +200,7 @@ def train(model, clip_vision, vae, clips: Sequence[Clip], settings: TrainSetting
             log(f"[train_trackadapter] resumed from {ckpt} at step {start}")
         run = TrackRun(encoded[0].tracks, adapter)
         patched = patch_model(model, run, 1.0, settings.tau, 1.0, 0.0, 1.0, node=APPLY)
-        comfy.model_management.load_models_gpu([patched], force_full_load=True)
+        load_for_compute([patched])
         log(f"[train_trackadapter] {len(encoded)} clips of {encoded[0].x0.shape[0]} frames at {width}x{height}, "
             f"{sum(p.numel() for p in adapter.parameters()) / 1e6:.2f} M trainable parameters, "
             f"steps {start}..{settings.steps}")

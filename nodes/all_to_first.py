@@ -1,13 +1,14 @@
 """All-to-First Attention (Puppet-Master): a patch on a clone of the MODEL, never on the shared network."""
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
-from comfy.ldm.modules.attention import CrossAttention, optimized_attention
+from comfy.ldm.modules.attention import CrossAttention
 
 from ..modules.all_to_first import all_to_first_attention, blend
 from ..modules.layout import first_frame
-from ._comfy import (SigmaWindow, frames_per_video, patch_forwards, require_model, require_percent_window,
+from ._comfy import (SigmaWindow, attention, frames_per_video, patch_forwards, require_model, require_percent_window,
                      require_range, spatial_self_attention)
 
 NODE = "All-to-First Attention (MotionKitAllToFirstAttention)"
@@ -36,8 +37,8 @@ class AllToFirstForward:
         q = attn.to_q(x)
         k0 = attn.to_k(first_frame(keys_from, frames))
         v0 = attn.to_v(first_frame(values_from, frames))
-        out = all_to_first_attention(q, k0, v0, frames, attn.heads, optimized_attention,
-                                     attn_precision=attn.attn_precision, transformer_options=transformer_options)
+        out = all_to_first_attention(q, k0, v0, frames, attn.heads, functools.partial(attention, attn),
+                                     transformer_options=transformer_options)
         out = attn.to_out(out)
         if self.strength == 1.0:
             return out

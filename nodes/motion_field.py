@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from comfy.ldm.modules.attention import CrossAttention, optimized_attention
+from comfy.ldm.modules.attention import CrossAttention
 
 from ..modules.all_to_first import blend
 from ..modules.field_fit import assign_objects, field_from_tracks
@@ -13,7 +13,7 @@ from ..modules.tracks import EXTRAS_KEY, TrackInputError, TrackSet, read_tracks
 from ..modules.motion_field import (check_motion_field, flow_to_rgb, interleave_with_warped, make_motion_field,
                                     resize_flow, warp_image)
 from .motion_modules import augment_motion_modules, has_motion_modules
-from ._comfy import (MotionKitInputError, SigmaWindow, patch_forwards, require_model, require_percent_window,
+from ._comfy import (MotionKitInputError, SigmaWindow, attention, patch_forwards, require_model, require_percent_window,
                      require_range, temporal_self_attention)
 
 MOTION_FIELD = "MOTION_FIELD"
@@ -129,8 +129,7 @@ class MotionAugmentedForward:
                                       f"has {frames}.", "make the field with the video's frame count.")
         seq = interleave_with_warped(x, height, width, self.pyramid.at(height, width, x.device))
         attn = self.attn
-        out = optimized_attention(attn.to_q(x), attn.to_k(seq), attn.to_v(seq), attn.heads,
-                                  attn_precision=attn.attn_precision, transformer_options=transformer_options)
+        out = attention(attn, attn.to_q(x), attn.to_k(seq), attn.to_v(seq), transformer_options)
         out = attn.to_out(out)
         if self.strength == 1.0:
             return out

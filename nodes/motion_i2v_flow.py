@@ -19,7 +19,6 @@ import comfy.model_patcher
 import comfy.sd
 import comfy.utils
 import folder_paths
-from comfy.ldm.modules.attention import optimized_attention
 
 from ..modules.flowgen import CONTROLNET_PREFIX, CheckpointLayoutError, FlowGenUNet, build_from_state_dict, strip_prefixes
 from ..modules.flowgen_pipeline import (LATENT_SCALE, cross_attention_pair, ddim_sample, flow_from_decoded, frame_strides,
@@ -28,7 +27,7 @@ from ..modules.flowgen_pipeline import (LATENT_SCALE, cross_attention_pair, ddim
 from ..modules.motion_field import make_motion_field
 from ..modules.track_converters import sparse_flow
 from ..modules.tracks import TrackInputError, TrackSet, read_tracks
-from ._comfy import MotionKitInputError, require_range
+from ._comfy import MotionKitInputError, load_for_compute, plain_attention, require_range
 
 log = logging.getLogger("MotionKit")
 
@@ -291,7 +290,7 @@ class MotionKitMotionI2VLoader:
         except CheckpointLayoutError as e:
             raise layout_error(e.part or "unet", parts[e.part or "unet"], e)
         del unet_sd, control_sd
-        unet.attention = optimized_attention   # ComfyUI's configured backend
+        unet.attention = plain_attention       # ComfyUI's configured backend
         patcher = comfy.model_patcher.ModelPatcher(unet, load_device=load_device, offload_device=mm.unet_offload_device())
         clip = make_text_encoder(read_weights(parts["text_encoder"], "text_encoder"), parts["text_encoder"])
         image_vae = make_vae(read_weights(parts["image_vae"], "image_vae"), "image_vae", parts["image_vae"], 3)
@@ -416,7 +415,7 @@ class MotionKitMotionI2VFlowPredictor:
 
     @staticmethod
     def sample(model: FlowGenModel, image_latent, context, control, frames, seed, steps, cfg, height, width):
-        mm.load_models_gpu([model.patcher], force_full_load=True)
+        load_for_compute([model.patcher])
         unet, device, dtype = model.unet, model.patcher.load_device, model.dtype
         branches = 2 if cfg > 1.0 else 1          # the pipeline skips the unconditional pass at cfg 1
         context = (context if branches == 2 else context[1:]).to(device, dtype)

@@ -38,13 +38,12 @@ import comfy.model_patcher
 import comfy.patcher_extension
 import comfy.utils
 import folder_paths
-from comfy.ldm.modules.attention import optimized_attention
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 
 from ..modules.motion_field import interleave_with_warped
-from ._comfy import MotionKitInputError, frames_per_video, require_model
 from ..modules.motion_module import (MotionModuleFormatError, MotionModuleSet, frames_to_video, ldm_position,
                                      motion_module_set, read_weights, video_to_frames)
+from ._comfy import MotionKitInputError, frames_per_video, named_modules, plain_attention, require_model, unet as unet_of
 
 log = logging.getLogger("MotionKit")
 
@@ -122,7 +121,7 @@ class MotionModuleSlot(nn.Module):
         if weight.device != x.device:   # ComfyUI offloaded part of the modules under memory pressure
             self.module.to(x.device)
             weight = self.module.temporal_transformer.proj_in.weight
-        attention = functools.partial(optimized_attention, transformer_options=transformer_options)
+        attention = functools.partial(plain_attention, transformer_options=transformer_options)
         out = self.module(x.to(weight.dtype), frames, attention, augment)
         return out.to(x.dtype)
 
@@ -323,13 +322,13 @@ def injected_sites(unet) -> list:
 
 def check_sd15_unet(model: comfy.model_patcher.ModelPatcher, modules: MotionModuleSet, name: str) -> None:
     """The modules fit this UNet: SD1.5 block layout, no temporal layers of its own, matching widths."""
-    unet = model.get_model_object("diffusion_model")
+    unet = unet_of(model, LOADER)
     blocks = (getattr(unet, "input_blocks", None), getattr(unet, "output_blocks", None))
     if any(b is None or len(b) != 12 for b in blocks) or not hasattr(unet, "middle_block"):
         raise MotionKitInputError(LOADER, "model", f"this MODEL ({type(model.model).__name__}) does not have the SD1.5 "
                                   "UNet layout (12 input and 12 output blocks).",
                                   "connect an SD1.5 checkpoint's MODEL (SDXL and other models are not supported).")
-    if any("time_stack" in n for n, _ in unet.named_modules()):
+    if any(".time_stack." in f"{n}." for n, _ in named_modules(model)):
         raise MotionKitInputError(LOADER, "model", "this MODEL already has temporal layers (Stable Video Diffusion).",
                                   "connect an SD1.5 image model; SVD needs no motion module.")
     for site, module in modules.sites():

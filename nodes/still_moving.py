@@ -36,7 +36,8 @@ from ..modules.still_moving import (FORMAT_VERSION, MOTION_PROJECTIONS, SPATIAL_
                                     AdapterFormatError, AdapterPart, LowRank, Scale, attached, autograd_ready,
                                     clip_files, evenly_spaced, frozen_video, load_adapter, motion_lora_forward,
                                     read_frames, save_adapter, spatial_residual_forward, step_seed)
-from ._comfy import MotionKitInputError, require_model, require_range, spatial_self_attention
+from ._comfy import (MotionKitInputError, model_object, named_modules, require_model, require_range,
+                     spatial_self_attention)
 from .motion_modules import (motion_options, motion_patcher, set_motion_patcher, without_motion_modules)
 
 log = logging.getLogger("MotionKit")
@@ -75,8 +76,7 @@ def motion_sites(model: comfy.model_patcher.ModelPatcher, node: str) -> tuple[st
         sites = [Site(f"{name}.{proj}", getattr(module, proj)) for name, module in mp.model.named_modules()
                  if name.rsplit(".", 2)[-2:-1] == ["attention_blocks"] for proj in MOTION_PROJECTIONS]
         return "motion_modules", sites
-    unet = model.get_model_object("diffusion_model")
-    sites = [Site(f"diffusion_model.{name}.{proj}", getattr(module, proj)) for name, module in unet.named_modules()
+    sites = [Site(f"{name}.{proj}", getattr(module, proj)) for name, module in named_modules(model)
              if ".time_stack." in f".{name}" and name.endswith(".attn1") for proj in MOTION_PROJECTIONS]
     if not sites:
         raise MotionKitInputError(node, "model",
@@ -92,7 +92,7 @@ def spatial_sites(model: comfy.model_patcher.ModelPatcher, node: str) -> list:
     for attn1 in spatial_self_attention(model, node):
         block = attn1.path.rsplit(".", 1)[0]
         for name in SPATIAL_ATTENTIONS:
-            attn = model.get_model_object(f"{block}.{name}")
+            attn = model_object(model, f"{block}.{name}")
             sites.append(Site(f"{block}.{name}.to_out.0", attn.to_out[0]))
     return sites
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import comfy.patcher_extension
 import folder_paths
-from comfy.ldm.modules.attention import CrossAttention, optimized_attention
+from comfy.ldm.modules.attention import CrossAttention
 
 from ..modules.all_to_first import blend
 from ..modules.motion_field import interleave_with_warped
@@ -21,7 +21,7 @@ from ..modules.trackadapter import (LAMBDA_BG, RASTER_PER_LATENT, TAU, AdapterFi
                                     layer_features, load_adapter, merge_heads, mixed_weights, motion_difference,
                                     object_ids, region_tokens, soft_region, split_heads, training_free_geometry)
 from ..modules.tracks import TrackInputError, TrackSet, read_tracks
-from ._comfy import (MotionKitInputError, SigmaWindow, patch_forwards, require_model, require_percent_window,
+from ._comfy import (MotionKitInputError, SigmaWindow, attention, patch_forwards, require_model, require_percent_window,
                      require_range, temporal_self_attention)
 from .motion_field import FlowPyramid
 
@@ -246,23 +246,22 @@ class TrackAdapterForward:
         attn, lam = self.attn, self.lambda_bg
         videos = x.shape[0] // (height * width)
         region = self.run.region(latent, height, width, self.tau, x.device)                    # (h*w, T)
-        kw = {"attn_precision": attn.attn_precision, "transformer_options": options}
         if not bool(region.any()):
             if lam == 1.0:
                 return None
             if lam == 0.0:
                 return x.new_zeros(*x.shape[:2], attn.heads * attn.dim_head)
-            return lam * optimized_attention(attn.to_q(x), attn.to_k(x), attn.to_v(x), attn.heads, **kw)
+            return lam * attention(attn, attn.to_q(x), attn.to_k(x), attn.to_v(x), options)
         region = region.repeat(videos, 1)                                                      # (N, T)
         out = x.new_zeros(*x.shape[:2], attn.heads * attn.dim_head)
         background = ~region.all(1)          # tokens with a frame outside the region: original branch
         if lam > 0.0 and bool(background.any()):
             xb = x[background]
-            own = optimized_attention(attn.to_q(xb), attn.to_k(xb), attn.to_v(xb), attn.heads, **kw)
+            own = attention(attn, attn.to_q(xb), attn.to_k(xb), attn.to_v(xb), options)
             out[background] = own if lam == 1.0 else lam * own
         moving = region.any(1)               # tokens with a frame inside: attention along the trajectory
         seq = interleave_with_warped(x, height, width, self.run.flow(latent, height, width, x.device))[moving]
-        aug = optimized_attention(attn.to_q(x[moving]), attn.to_k(seq), attn.to_v(seq), attn.heads, **kw)
+        aug = attention(attn, attn.to_q(x[moving]), attn.to_k(seq), attn.to_v(seq), options)
         out[moving] = torch.where(region[moving].unsqueeze(-1), aug, out[moving])
         return out
 
