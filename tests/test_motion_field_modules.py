@@ -19,15 +19,39 @@ def translation(n, h, w, dx, dy):
 
 
 def test_integer_translation_moves_a_pattern_exactly():
-    x = torch.randn(2, 3, 9, 11, generator=torch.Generator().manual_seed(0))
-    out = mf.forward_splat(x, translation(2, 9, 11, 3, -2))
-    assert torch.equal(out[:, :, 0:7, 3:11], x[:, :, 2:9, 0:8])
+    """Exactly up to softsplat's divisor: a pixel hit with weight 1 holds value / (1 + 1e-7)."""
+    x = torch.randn(2, 3, 9, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = mf.forward_splat(x, translation(2, 9, 11, 3, -2).double())
+    torch.testing.assert_close(out[:, :, 0:7, 3:11], x[:, :, 2:9, 0:8] / (1 + 1e-7), rtol=1e-15, atol=0)
     assert out[:, :, 7:, :].abs().sum() == 0 and out[:, :, :, :3].abs().sum() == 0  # holes are zero
+    x32 = x.float()
+    torch.testing.assert_close(mf.forward_splat(x32, translation(2, 9, 11, 3, -2))[:, :, 0:7, 3:11],
+                               x32[:, :, 2:9, 0:8], rtol=3e-7, atol=0)
 
 
 def test_zero_field_is_identity():
     x = torch.randn(1, 5, 6, 7, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(mf.forward_splat(x, torch.zeros(1, 2, 6, 7)), x)
+    torch.testing.assert_close(mf.forward_splat(x, torch.zeros(1, 2, 6, 7)), x, rtol=3e-7, atol=0)
+
+
+def test_avg_splat_divides_by_weight_plus_1e_7_as_softsplat():
+    """The official softsplat "avg" divisor is weight + 1e-7, which matters where little weight lands: a
+    source at x = 0 moved by 0.999 px leaves weight 0.001 on pixel 0 and 0.999 on pixel 1."""
+    v = 2.5
+    img = torch.tensor([[[[v, 0.0, 0.0]]]], dtype=torch.float64)
+    flow = torch.zeros(1, 2, 1, 3, dtype=torch.float64)
+    flow[0, 0, 0, 0], flow[0, 0, 0, 1:] = 0.999, 10.0       # pixels 1 and 2 leave the image
+    out = mf.forward_splat(img, flow)[0, 0, 0]
+    w0, w1 = 1 - 0.999, 0.999
+    expected = torch.tensor([v * w0 / (w0 + 1e-7), v * w1 / (w1 + 1e-7), 0.0], dtype=torch.float64)
+    torch.testing.assert_close(out, expected, rtol=1e-13, atol=0)
+    # the same against the float64 loop, on random fractional flows
+    g = torch.Generator().manual_seed(7)
+    img, flow = torch.randn(2, 4, 7, 9, generator=g, dtype=torch.float64), 3.0 * torch.randn(2, 2, 7, 9, generator=g, dtype=torch.float64)
+    got = mf.forward_splat(img, flow)
+    for i in range(2):
+        ref = naive_avg_splat(img[i].numpy(), flow[i].numpy())
+        np.testing.assert_allclose(got[i].numpy(), ref, rtol=1e-12, atol=1e-14)
 
 
 def test_splatting_conserves_mass_without_collisions():
@@ -52,11 +76,13 @@ def test_interleave_layout():
     seq = mf.interleave_with_warped(tokens, h, w, torch.zeros(t, 2, h, w))
     assert seq.shape == (b * h * w, 2 * t - 1, c)
     assert torch.equal(seq[:, 0::2], tokens)
-    assert torch.equal(seq[:, 1::2], tokens[:, :1].expand(-1, t - 1, -1))  # zero flow: w_t = h_0
+    # zero flow: w_t = h_0 (up to softsplat's divisor 1 + 1e-7)
+    torch.testing.assert_close(seq[:, 1::2], tokens[:, :1].expand(-1, t - 1, -1), rtol=3e-7, atol=0)
     shifted = mf.interleave_with_warped(tokens, h, w, translation(t, h, w, 1, 0))
     grid = tokens[:, 0].reshape(b, h, w, c)
     warped = shifted[:, 1].reshape(b, h, w, c)
-    assert torch.equal(warped[:, :, 1:], grid[:, :, :-1]) and warped[:, :, 0].abs().sum() == 0
+    torch.testing.assert_close(warped[:, :, 1:], grid[:, :, :-1], rtol=3e-7, atol=0)
+    assert warped[:, :, 0].abs().sum() == 0
 
 
 def test_resize_flow_rescales_vectors():
@@ -132,7 +158,7 @@ def test_softmax_splatting_puts_the_faster_source_in_front():
     flow = torch.zeros(1, 2, 1, 4)
     flow[0, 0, 0, 0] = 2.0                               # pixel 0 moves onto pixel 2, which stays
     plain = mf.forward_splat(x, flow)
-    assert plain[0, 0, 0, 2] == 3.0                      # "avg": the collision is averaged
+    assert abs(float(plain[0, 0, 0, 2]) - 6.0 / (2 + 1e-7)) < 1e-6   # "avg": the collision is averaged
     metric = 20.0 * flow.norm(dim=1, keepdim=True) / 2.0
     front = mf.forward_splat(x, flow, metric=metric)
     assert abs(float(front[0, 0, 0, 2]) - 1.0) < 1e-6    # the moving source wins

@@ -7,9 +7,13 @@ import numpy as np
 import torch
 
 
+SOFTSPLAT_EPS = 1e-7   # softsplat's "avg" normalisation: value / (weight + 1e-7)
+
+
 def naive_avg_splat(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """softsplat "avg" as a loop over source pixels: bilinear splat of value and of a unit weight onto
-    the four pixels around p + flow(p), then value / weight; pixels that receive nothing are zero."""
+    the four pixels around p + flow(p), then value / (weight + 1e-7), the official divisor; pixels that
+    receive nothing are zero."""
     c, h, w = img.shape
     acc, wsum = np.zeros((c, h, w)), np.zeros((h, w))
     for y in range(h):
@@ -21,7 +25,7 @@ def naive_avg_splat(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
                     if 0 <= cx < w and 0 <= cy < h and wt > 0:
                         acc[:, cy, cx] += wt * img[:, y, x]
                         wsum[cy, cx] += wt
-    return np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1), 0)
+    return acc / (wsum + SOFTSPLAT_EPS)
 
 
 def attention64(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
