@@ -167,15 +167,60 @@ def flow_from_decoded(decoded: torch.Tensor, static: torch.Tensor) -> torch.Tens
     return torch.cat([torch.zeros_like(flow[:1]), flow])
 
 
+def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Derivatives at the knots of the monotone piecewise-cubic Hermite interpolant (Fritsch-Carlson with
+    the three-point end conditions of Moler's ``pchiptx``, the rule scipy's ``PchipInterpolator`` uses).
+
+    ``x`` [K] increasing, ``y`` [K, ...]. With secants ``m_k = (y_{k+1} - y_k) / h_k``:
+      interior knot: 0 where m_{k-1}, m_k differ in sign or either is 0, else the weighted harmonic mean
+                     1/d_k = (w1/m_{k-1} + w2/m_k) / (w1 + w2), w1 = 2 h_k + h_{k-1}, w2 = h_k + 2 h_{k-1};
+      end knot:      d = ((2 h_0 + h_1) m_0 - h_0 m_1) / (h_0 + h_1), set to 0 if its sign differs from
+                     m_0's, or to 3 m_0 if m_0 and m_1 differ in sign and |d| > 3 |m_0|;
+      two knots:     both derivatives are the one secant (a straight line)."""
+    h = np.diff(x).reshape(-1, *([1] * (y.ndim - 1)))
+    m = np.diff(y, axis=0) / h
+    d = np.zeros_like(y)
+    if len(x) == 2:
+        d[:] = m[0]
+        return d
+    hp, hn, mp, mn = h[:-1], h[1:], m[:-1], m[1:]
+    flat = (np.sign(mp) != np.sign(mn)) | (mp == 0) | (mn == 0)
+    w1, w2 = 2 * hn + hp, hn + 2 * hp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inner = (w1 + w2) / (w1 / mp + w2 / mn)
+    d[1:-1] = np.where(flat, 0.0, inner)
+
+    def end(h0, h1, m0, m1):
+        e = ((2 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
+        overshoot = (np.sign(m0) != np.sign(m1)) & (np.abs(e) > 3 * np.abs(m0))
+        return np.where(np.sign(e) != np.sign(m0), 0.0, np.where(overshoot, 3 * m0, e))
+
+    d[0] = end(h[0], h[1], m[0], m[1])
+    d[-1] = end(h[-1], h[-2], m[-1], m[-2])
+    return d
+
+
+def pchip(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The monotone cubic (PCHIP) through knots ``(x, y[k])`` evaluated at ``at`` (inside [x_0, x_-1]);
+    ``y`` is [K, ...], the result [len(at), ...]."""
+    x, y, at = np.asarray(x, np.float64), np.asarray(y, np.float64), np.asarray(at, np.float64)
+    d = _pchip_slopes(x, y)
+    k = np.clip(np.searchsorted(x, at, side="right") - 1, 0, len(x) - 2)
+    shape = (-1, *([1] * (y.ndim - 1)))
+    h = (x[k + 1] - x[k]).reshape(shape)
+    s = ((at - x[k]) / (x[k + 1] - x[k])).reshape(shape)
+    h00, h10 = (1 + 2 * s) * (1 - s) ** 2, s * (1 - s) ** 2
+    h01, h11 = s ** 2 * (3 - 2 * s), s ** 2 * (s - 1)
+    return h00 * y[k] + h10 * h * d[k] + h01 * y[k + 1] + h11 * h * d[k + 1]
+
+
 def resample_track_frames(path: np.ndarray, frames: int) -> np.ndarray:
-    """Tracks ``[T, N, 2]`` at ``frames`` evenly spaced times, linear in time (the app interpolates each
-    click path to the model's frame count)."""
+    """Tracks ``[T, N, 2]`` at ``frames`` evenly spaced times through a monotone cubic (PCHIP) in time,
+    x and y separately, as the app's ``interpolate_trajectory``: knots at ``linspace(0, 1, T)``, samples at
+    ``linspace(0, 1, frames)`` (two knots give a straight line; a single point stays still)."""
     t = path.shape[0]
     if t == frames:
         return path
     if t == 1:
         return np.repeat(path, frames, axis=0)
-    pos = np.linspace(0.0, t - 1, frames)
-    lo = np.minimum(np.floor(pos).astype(np.int64), t - 2)
-    frac = (pos - lo)[:, None, None]
-    return path[lo] * (1 - frac) + path[lo + 1] * frac
+    return pchip(np.linspace(0.0, 1.0, t), path, np.linspace(0.0, 1.0, frames)).astype(path.dtype, copy=False)
