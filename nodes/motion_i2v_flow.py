@@ -323,8 +323,32 @@ def require_flow_model(model) -> FlowGenModel:
     return model
 
 
+# The official pipeline's tokenizer (SD1.5's, ``model_max_length`` 77; ComfyUI's copy of the same
+# vocabulary says 8192, so the window is given explicitly).
+TEXT_WINDOW = 77
+
+
+def literal_token_ids(clip: comfy.sd.CLIP, text: str) -> list:
+    """Token ids of ``text`` as the official ``_encode_prompt`` makes them: the Hugging Face CLIP tokenizer
+    on the literal text (no ComfyUI emphasis ``(word:1.4)``, no ``embedding:`` names), one window of 77
+    with start and end tokens, truncated to fit, padded with the tokenizer's pad token."""
+    sd_tokenizer = getattr(clip.tokenizer, clip.tokenizer.clip)          # comfy.sd1_clip.SDTokenizer (clip_l)
+    hf = sd_tokenizer.tokenizer                                          # transformers.CLIPTokenizer
+    ids = [int(i) for i in hf(text, padding="max_length", max_length=TEXT_WINDOW, truncation=True)["input_ids"]]
+    full = hf(text)["input_ids"]
+    if len(full) > TEXT_WINDOW:
+        log.warning("MotionKit: Motion-I2V reads 77 CLIP tokens (as the official pipeline); this part of the "
+                    "prompt is cut off: %r", hf.decode(full[TEXT_WINDOW - 1:-1]))
+    return ids
+
+
 def encode_text(clip: comfy.sd.CLIP, text: str) -> torch.Tensor:
-    return clip.encode_from_tokens(clip.tokenize(text))
+    """``[1, 77, width]``: the text model's last hidden state (after the final layer norm, i.e. the
+    official ``text_encoder(ids)[0]``) for the literal token window, run by ComfyUI's text encoder
+    (its device, dtype and memory management). One window of weight-1 tokens is passed straight to
+    ``encode_from_tokens``, which then neither re-weights nor splits nor re-pads it."""
+    tokens = [(i, 1.0) for i in literal_token_ids(clip, text)]
+    return clip.encode_from_tokens({clip.tokenizer.clip_name: [tokens]})
 
 
 class MotionKitMotionI2VFlowPredictor:
@@ -335,7 +359,10 @@ class MotionKitMotionI2VFlowPredictor:
         "sparse-trajectory ControlNet: each track's start point gets a square of half-size track_radius holding "
         "its displacement at every frame. Optional brush_mask is the motion brush: paint the region that may "
         "move; everything else is held still (an empty mask lets everything move). Frame f is the motion "
-        "8*f source-video frames later, as in training.")
+        "8*f source-video frames later, as in training. Prompts are read literally, as the official pipeline "
+        "reads them: one window of 77 CLIP tokens (longer text is cut off), no (word:1.4) emphasis and no "
+        "embedding: names. Tracks with other frame counts are resampled over time with the app's monotone "
+        "cubic (PCHIP).")
     CATEGORY = "MotionKit"
     RETURN_TYPES = (MOTION_FIELD,)
     RETURN_NAMES = ("motion_field",)
@@ -348,7 +375,9 @@ class MotionKitMotionI2VFlowPredictor:
                 "flow_model": (FLOWGEN, {"tooltip": "From 'Load Motion-I2V Flow Predictor'."}),
                 "image": ("IMAGE", {"tooltip": "The first frame (the first image of a batch is used)."}),
                 "prompt": ("STRING", {"multiline": True, "default": "",
-                                      "tooltip": "What moves and how (the FlowGen UNet is text-conditioned)."}),
+                                      "tooltip": "What moves and how (the FlowGen UNet is text-conditioned). Read "
+                                                 "literally, as the official pipeline: the first 77 CLIP tokens, "
+                                                 "no (word:1.4) emphasis, no embeddings."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
                 "steps": ("INT", {"default": 25, "min": 1, "max": 1000, "tooltip": "DDIM steps (the app uses 25)."}),
                 "cfg": ("FLOAT", {"default": 7.0, "min": 1.0, "max": 30.0, "step": 0.1,
