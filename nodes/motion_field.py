@@ -146,7 +146,9 @@ class MotionKitMotionAugmentedAttention:
         "* original + strength * augmented, between start_percent and end_percent. Spatial attention is untouched. "
         "On SD1.5 with a motion module from 'Load Motion Module' (e.g. Motion-I2V's motion_block.bin) it acts on every "
         "temporal attention of the motion modules, with their position encoding over the interleaved positions as "
-        "Motion-I2V does, so the video can have at most (encoding length + 1) / 2 frames (16 for v2).")
+        "Motion-I2V does, so the video can have at most (encoding length + 1) / 2 frames (16 for v2). Under CFG each "
+        "video (cond, uncond) is warped from its own frame 0, as the method intends; the official stage-2 code "
+        "pairs some frames with the other batch item's frame 0 (its .repeat tiling), which MotionKit does not copy.")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
