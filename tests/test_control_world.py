@@ -1,0 +1,108 @@
+"""Control World plumbing (benchmarks/control_world): the generator's ground truth, the colour tracker on
+videos made by construction, the ObjMC arithmetic, and the ground-truth arrows requested through the real
+Arrows to Trajectories node. Learned quality is measured by benchmarks/control_world/evaluate.py, not here."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def world_module(name: str):
+    package = "motionkit_control_world"
+    if package not in sys.modules:
+        spec = importlib.util.spec_from_file_location(package, REPO / "benchmarks" / "control_world" / "__init__.py",
+                                                      submodule_search_locations=[str(REPO / "benchmarks" / "control_world")])
+        sys.modules[package] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[package])
+    return importlib.import_module(f"{package}.{name}")
+
+
+world = world_module("world")
+measure = world_module("measure")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_clips_are_seeded_and_their_ground_truth_is_consistent(seed):
+    a, b = world.make_clip(seed), world.make_clip(seed)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.centers, b.centers)
+    assert not np.array_equal(a.frames, world.make_clip(seed + 100).frames)
+    t, k = a.centers.shape[:2]
+    assert a.frames.shape == (t, 64, 64, 3) and a.masks.shape == (k, 64, 64) and 1 <= k <= 3
+    for j in range(k):
+        # frame 0 shows sprite j's colour exactly where its mask is (no other sprite overlaps it)
+        inside = a.masks[j] > 0.5
+        colour_err = np.abs(a.frames[0][inside] - a.colors[j]).max(-1)
+        assert np.median(colour_err) < 1e-6
+        # constant speed along the path: equal steps along a straight path, and the path's ends are reached
+        assert np.allclose(a.centers[0, j], a.paths[j][0]) and np.allclose(a.centers[-1, j], a.paths[j][-1])
+        if a.kinds[j] == "straight":
+            steps = np.linalg.norm(np.diff(a.centers[:, j], axis=0), axis=1)
+            assert np.allclose(steps, steps[0])
+        if a.kinds[j] == "still":
+            assert np.array_equal(a.centers[:, j], np.repeat(a.centers[:1, j], t, 0))
+    # the ground-truth tracks move rigidly with their sprite
+    path, ids = world.ground_truth_tracks(a)
+    for n, j in enumerate(ids):
+        assert np.allclose(path[:, n] - path[0, n], a.centers[:, j] - a.centers[0, j])
+
+
+def test_the_tracker_recovers_sprites_of_a_video_made_by_construction():
+    clip = world.make_clip(11, sprites=3)
+    requested = measure.requested_positions(clip)
+    got = measure.measure(clip.frames, clip, requested)
+    assert got["objmc"] < 0.5 and got["lost"] == 0.0 and got["background"] == 0.0 and got["appearance"] < 0.2
+    # the same video with every sprite shifted 3 px to the right: ObjMC = 3 px (to anti-aliasing), speed kept
+    shifted = world.Clip(**{**clip.__dict__})
+    frames = np.repeat(clip.background[None], clip.frames.shape[0], 0)
+    for ti in range(frames.shape[0]):
+        for j in range(len(clip.kinds)):
+            cover = world.sprite_mask(clip.shapes[j], clip.centers[ti, j] + [3.0, 0.0], clip.radii[j], 64)[..., None]
+            frames[ti] = frames[ti] * (1 - cover) + clip.colors[j] * cover
+    off = measure.measure(frames, clip, requested)
+    assert abs(off["objmc"] - 3.0) < 0.5, off
+    assert abs(off["speed"] - got["speed"]) < 0.3
+    # a sprite that vanishes is lost and costs its worst case, never less than any real miss
+    gone = clip.frames.copy()
+    gone[1:] = clip.background
+    lost = measure.measure(gone, clip, requested)
+    assert lost["lost"] > 0.8 and lost["objmc"] > 30 and lost["appearance"] == 1.0
+
+
+def test_objmc_arithmetic():
+    req = np.zeros((3, 2, 2))
+    got = req.copy()
+    got[1, 0] = [3.0, 4.0]       # 5 px off
+    got[2, 1] = [np.nan, np.nan]  # lost: counts the farthest corner from (0, 0) in a 10 x 20 image
+    assert measure.objmc(got, req, 10, 20) == pytest.approx((5 + 0 + 0 + np.hypot(10, 20)) / 4)
+    # frame 0 never counts
+    got[0] = 100.0
+    assert measure.objmc(got, req, 10, 20) == pytest.approx((5 + np.hypot(10, 20)) / 4)
+
+
+@pytest.mark.parametrize("seed", [1, 5, 9])
+def test_ground_truth_arrows_through_the_real_node_give_the_ground_truth_motion(comfy, seed):
+    """Each moving sprite's arrow (the path polyline), fed to Arrows to Trajectories with the ground-truth
+    masks and linear easing, moves every track of that sprite exactly as the sprite moves; still sprites are
+    pinned."""
+    import nodes
+    clip = world.make_clip(seed)
+    masks = torch.from_numpy(clip.masks)
+    frames = clip.frames.shape[0]
+    tracks, _ = nodes.NODE_CLASS_MAPPINGS["MotionKitArrowsToTracks"]().build(
+        masks, clip.arrows_json, frames, 4, 0, "linear")["result"]
+    path = tracks["track_path"].numpy().astype(np.float64)
+    objects = tracks["motionkit"]["object"].numpy()
+    assert path.shape[0] == frames and set(objects.tolist()) == set(range(len(clip.kinds)))
+    for n, j in enumerate(objects):
+        moved = path[:, n] - path[0, n]
+        np.testing.assert_allclose(moved, clip.centers[:, j] - clip.centers[0, j], atol=2e-3)
+        assert clip.masks[j][int(path[0, n, 1]), int(path[0, n, 0])] > 0.5
+    assert json.loads(clip.arrows_json)["version"] == 1
