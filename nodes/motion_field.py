@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from comfy.ldm.modules.attention import CrossAttention
 
@@ -39,6 +40,17 @@ def read_node_tracks(node: str, tracks) -> tuple[TrackSet, bool]:
         return read_tracks(tracks), isinstance(tracks, dict) and tracks.get(EXTRAS_KEY) is not None
     except TrackInputError as e:
         raise MotionKitInputError(node, e.input_name, e.problem, e.fix) from None
+
+
+def require_masks_of_tracked_objects(node: str, masks: torch.Tensor, ids) -> None:
+    """An object that has tracks needs a non-empty mask (an empty one would give it no motion at all)."""
+    ids = np.asarray(ids)
+    for obj in np.unique(ids[ids >= 0]):
+        if not (masks[int(obj)] > 0.5).any():
+            raise MotionKitInputError(node, "masks", f"mask {int(obj)} of {len(masks)} is empty (no pixel above 0.5), "
+                                      f"but {int((ids == obj).sum())} tracks belong to object {int(obj)}.",
+                                      "select the object again (Click to Mask), or connect the masks the tracks were "
+                                      "made from (mask i is object i).")
 
 
 class MotionKitTracksToMotionField:
@@ -85,6 +97,7 @@ class MotionKitTracksToMotionField:
             raise MotionKitInputError(PREDICTOR, "masks", f"the tracks refer to object {int(ids.max())} but only "
                                       f"{k} masks are connected.", "connect one mask per object the tracks use.")
         softness = require_range(PREDICTOR, "boundary_softness", boundary_softness, 0.0, 64.0)
+        require_masks_of_tracked_objects(PREDICTOR, masks, ids)
         flow, valid = field_from_tracks(path, vis, ids, (masks > 0.5).float(), softness)
         return (make_motion_field(flow, valid),)
 
@@ -210,6 +223,7 @@ class MotionKitVisualizeMotionField:
         field = require_motion_field(VISUALIZE, motion_field)
         if not torch.is_tensor(image) or image.ndim != 4:
             raise MotionKitInputError(VISUALIZE, "image", "expected an IMAGE.", "connect an IMAGE output.")
+        max_magnitude = require_range(VISUALIZE, "max_magnitude", max_magnitude, 0.0, 4096.0)
         first = image[0, ..., :3].float().cpu()
         flow = resize_flow(field["flow"].float().cpu(), first.shape[0], first.shape[1])
         return (flow_to_rgb(flow, max_magnitude), warp_image(first, flow).clamp(0, 1))

@@ -345,6 +345,12 @@ def require_object_masks(node: str, masks, ts: TrackSet) -> torch.Tensor:
         raise MotionKitInputError(node, "masks", f"the masks are {width}x{height} but the tracks were drawn on a "
                                   f"{ts.width}x{ts.height} image.", "connect the masks of the image the tracks "
                                   "were drawn on.")
+    for obj in ids:
+        if not (masks[obj] > 0.5).any():
+            raise MotionKitInputError(node, "masks", f"mask {obj} of {len(masks)} is empty (no pixel above 0.5), but "
+                                      f"{int((ts.object == obj).sum())} tracks belong to object {obj}.",
+                                      "select the object again (Click to Mask), or connect the masks you gave Arrows "
+                                      "to Trajectories (mask i is object i).")
     return masks[ids] if ids else masks[:0]
 
 
