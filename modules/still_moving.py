@@ -175,9 +175,13 @@ def save_adapter(path: str, adapter: AdapterFile) -> str:
     from safetensors.torch import save_file
     if not adapter.targets:
         raise AdapterFormatError("the adapter has no tensors")
+    tensors = adapter.tensors()
+    bad = [k for k, t in tensors.items() if not bool(torch.isfinite(t).all())]
+    if bad:   # never write a file that would turn every video into NaN
+        raise AdapterFormatError(f"{bad[0]} holds NaN or infinite values; the adapter was not written")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.partial"
-    save_file(adapter.tensors(), tmp, metadata=adapter.metadata())
+    save_file(tensors, tmp, metadata=adapter.metadata())
     os.replace(tmp, path)   # a reader never sees a half-written adapter
     return path
 

@@ -148,6 +148,11 @@ def _require_adapter_file(node: str, name: str, input_name: str = "adapter") -> 
                                   "choose a file written by MotionKit's Still-Moving trainers.") from None
 
 
+def _non_finite(data: AdapterFile) -> list:
+    """Names of the adapter's tensors that hold NaN or infinity."""
+    return [k for k, t in data.tensors().items() if not bool(torch.isfinite(t).all())]
+
+
 def _match(node: str, input_name: str, table: dict, sites: list, what: str, name: str) -> list:
     """Pair each adapter tensor with its projection; any mismatch is an error, never a silent skip."""
     by_path = {s.path: s for s in sites}
@@ -333,7 +338,13 @@ def train_adapters(model: comfy.model_patcher.ModelPatcher, positive, spec: Trai
         start, losses = int(state["step"]), list(state["losses"])
         log.info("MotionKit: resuming %s at step %d of %d", spec.adapter_name, start, spec.steps)
 
+    def finite_weights() -> bool:
+        return bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
+
     def save_checkpoint(step: int) -> None:
+        if not finite_weights():   # never write a non-finite checkpoint (the last finite one stays)
+            log.warning("MotionKit: not saving %s: the adapter weights are not finite", ckpt)
+            return
         os.makedirs(os.path.dirname(ckpt), exist_ok=True)
         torch.save({"step": step, "losses": losses, "fingerprint": fingerprint, "optimizer": optimizer.state_dict(),
                     "adapters": {p: {k: v.detach().cpu() for k, v in m.state_dict().items()}
@@ -375,9 +386,21 @@ def train_adapters(model: comfy.model_patcher.ModelPatcher, positive, spec: Trai
                     comfy.model_management.throw_exception_if_processing_interrupted()
                     draw = torch.Generator().manual_seed(step_seed(spec.seed, step, 7))
                     loss = batch_loss(step, torch.randperm(len(items), generator=draw)[:spec.batch_size].tolist())
+                    if not bool(torch.isfinite(loss.detach())):
+                        raise MotionKitInputError(
+                            spec.node, "learning_rate", f"the training loss is {float(loss.detach())} at step "
+                            f"{step + 1} of {spec.steps}; training stopped (the checkpoint keeps the {done} steps "
+                            "before it, no adapter file was written).",
+                            "lower learning_rate and train again with resume = false; if it happens at step 1, "
+                            "check that the model and the training videos give finite values.")
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                    if not finite_weights():
+                        raise MotionKitInputError(
+                            spec.node, "learning_rate", f"the adapter weights are not finite after step {step + 1} "
+                            f"of {spec.steps} (the gradients overflowed); training stopped, no adapter file was "
+                            "written.", "lower learning_rate and train again with resume = false.")
                     losses.append(float(loss.detach()))
                     done = step + 1
                     if spec.checkpoint_every and done % spec.checkpoint_every == 0:
@@ -439,9 +462,21 @@ def _frames_from_folder(node: str, folder: str, vae, per_clip: int, width: int, 
     if not files:
         raise MotionKitInputError(node, "clips_folder", f"'{folder}' holds no video clips or images.",
                                   "add .mp4/.webm/.gif clips (or .png/.jpg frames).")
+    clips = []
+    for path in files:   # every clip is read before any is encoded
+        try:
+            frames = read_frames(path, per_clip)
+        except Exception as e:   # the decoder's own errors (PyAV, Pillow) for a broken or unsupported file
+            raise MotionKitInputError(node, "clips_folder", f"cannot read '{path}' ({type(e).__name__}: {e}).",
+                                      "remove or re-encode that file (.mp4/.webm/.gif clips, .png/.jpg "
+                                      "images).") from None
+        if not frames:
+            raise MotionKitInputError(node, "clips_folder", f"'{path}' has no video frames.",
+                                      "remove that file or replace it with a clip that has frames.")
+        clips.append(frames)
     latents = []
-    for path in files:
-        for frame in read_frames(path, per_clip):
+    for frames in clips:
+        for frame in frames:
             image = torch.from_numpy(frame)[None].movedim(-1, 1)
             image = comfy.utils.common_upscale(image, width, height, "bilinear", "center").movedim(1, -1)
             latents.append(vae.encode(image[..., :3]).float().cpu()[0])
@@ -499,6 +534,26 @@ def _check_common(node: str, model, video_frames: int, width: int, height: int) 
                                   f"{motion_options(model).max_len} positions.", "use fewer frames.")
 
 
+def _require_rates(node: str, cfg: float, learning_rate: float) -> tuple[float, float]:
+    """The trainers' ranged FLOAT inputs (NaN included), before any video is generated."""
+    return (require_range(node, "cfg", cfg, 1.0, 30.0),
+            require_range(node, "learning_rate", learning_rate, 1e-7, 1.0))
+
+
+def _check_uncustomized(node: str, model, uncustomized) -> None:
+    """The prior-preservation videos come from the same kind of video model without the customisation."""
+    kind, base = type(uncustomized.model).__name__, type(model.model).__name__
+    if motion_patcher(uncustomized) is None:
+        problem = f"this MODEL ({kind}) has no motion module."
+    elif kind != base:
+        problem = f"this MODEL is a {kind} video model but 'model' is a {base}."
+    else:
+        return
+    raise MotionKitInputError(node, "uncustomized_model", problem,
+                              "connect the base model of 'model' without the style LoRA, with the same motion module "
+                              "('Load Motion Module').")
+
+
 class MotionKitTrainMotionAdapter:
     DESCRIPTION = (
         "Still-Moving step 1, once per base video model (SD1.5 + motion module): trains the motion adapter, a low-rank "
@@ -534,6 +589,7 @@ class MotionKitTrainMotionAdapter:
               checkpoint_every, resume, vae=None):
         node = TRAIN_MOTION
         model = require_model(node, model)
+        cfg, learning_rate = _require_rates(node, cfg, learning_rate)
         spec = TrainSpec(node, "motion", _require_name(node, adapter_name), int(rank), int(steps), float(learning_rate),
                          int(batch_size), int(seed), int(checkpoint_every), bool(resume))
         _check_common(node, model, video_frames, width, height)
@@ -603,9 +659,12 @@ class MotionKitTrainSpatialAdapters:
         node = TRAIN_SPATIAL
         model = require_model(node, model)
         uncustomized_model = require_model(node, uncustomized_model, "uncustomized_model")
+        cfg, learning_rate = _require_rates(node, cfg, learning_rate)
+        prior_weight = require_range(node, "prior_weight", prior_weight, 0.0, 10.0)
         spec = TrainSpec(node, "spatial", _require_name(node, adapter_name), int(rank), int(steps),
                          float(learning_rate), int(batch_size), int(seed), int(checkpoint_every), bool(resume))
         _check_common(node, model, video_frames, width, height)
+        _check_uncustomized(node, model, uncustomized_model)
         motion_file, _ = _require_adapter_file(node, motion_adapter, "motion_adapter")
         motion = motion_file.parts().get("motion")
         if motion is None:
@@ -646,6 +705,11 @@ class MotionKitTrainSpatialAdapters:
 def _finish(spec: TrainSpec, data: AdapterFile, report: dict) -> dict:
     """Write the adapter file (the loader's format) and report."""
     path = os.path.join(folder_paths.get_folder_paths(STILL_MOVING)[0], f"{spec.adapter_name}.safetensors")
+    bad = _non_finite(data)
+    if bad:   # the loop checks every step; this guards the file itself
+        raise MotionKitInputError(spec.node, "learning_rate", f"the trained adapter is not finite ({bad[0]} holds NaN "
+                                  "or infinite values); no adapter file was written.",
+                                  "lower learning_rate and train again with resume = false.")
     save_adapter(path, data)
     report.update(adapter=os.path.basename(path), kind=spec.kind)
     summary = {k: report[k] for k in ("adapter", "steps", "resumed_at", "eval_loss_before", "eval_loss_after")

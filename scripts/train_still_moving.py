@@ -150,6 +150,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("[still-moving] interrupted; the checkpoint is saved, run the same command to resume", file=sys.stderr)
         return 130
+    except ValueError as e:   # MotionKit's input errors (the node's input names are the --options here)
+        if not str(e).startswith("[MotionKit]"):
+            raise
+        print(f"[still-moving] error: {e}", file=sys.stderr)
+        return 2
     print(out["result"][1])
     return 0
 
