@@ -95,6 +95,35 @@ def encode_clip(model, clip_vision, vae, clip: Clip) -> EncodedClip:
                        clip.tracks, cover)
 
 
+# name -> (command-line flag, check, what it must be)
+_SETTING_RULES = {
+    "steps": ("--steps", lambda v: v >= 1, "an integer >= 1"),
+    "learning_rate": ("--lr", lambda v: v > 0, "a finite number > 0 (e.g. 1e-4)"),
+    "weight_decay": ("--weight-decay", lambda v: v >= 0, "a finite number >= 0"),
+    "w_attn": ("--w-attn", lambda v: v >= 0, "a finite number >= 0"),
+    "tau": ("--tau", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "kappa": ("--kappa", lambda v: v > 0, "a finite number > 0"),
+    "grad_clip": ("--grad-clip", lambda v: v >= 0, "a finite number >= 0 (0: off)"),
+    "save_every": ("--save-every", lambda v: v >= 1, "an integer >= 1"),
+}
+
+
+def check_settings(settings: TrainSettings) -> None:
+    """Every number of ``settings`` usable (NaN and infinity refused), before any clip is encoded."""
+    for name, (flag, ok, what) in _SETTING_RULES.items():
+        value = getattr(settings, name)
+        try:
+            good = math.isfinite(float(value)) and ok(value)
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise TrainingError(f"{flag} ({name}) is {value!r}; use {what}.")
+
+
+def finite_weights(adapter: TrackAdapter) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in adapter.state_dict().values() if p.is_floating_point())
+
+
 def new_adapter(model, settings: TrainSettings) -> TrackAdapter:
     """A fresh adapter for ``model``: W'_q/W'_k copied from each temporal layer, zero W_f (a no-op at start)."""
     specs = layer_specs(model)
@@ -177,6 +206,7 @@ def train(model, clip_vision, vae, clips: Sequence[Clip], settings: TrainSetting
           resume: bool = False, width: Optional[int] = None, height: Optional[int] = None,
           log: Callable[[str], None] = print) -> TrainResult:
     """Train a TrackAdapter for ``model`` (an SVD MODEL) on ``clips``; write ``out`` (and its checkpoint)."""
+    check_settings(settings)
     if not clips:
         raise TrainingError("no training clips.")
     width = width or clips[0].frames.shape[2]
@@ -209,12 +239,20 @@ def train(model, clip_vision, vae, clips: Sequence[Clip], settings: TrainSetting
             tick = time.perf_counter()
             clip, sigma, noise = step_draw(settings, step, encoded)
             loss, diffusion, attention = losses(patched, run, clip, sigma, noise, settings)
+            if not math.isfinite(loss.item()):   # before the step: the weights stay those of the last step
+                raise TrainingError(f"the loss became {loss.item()} at step {step + 1} of {settings.steps} (diffusion "
+                                    f"{diffusion.item()}, attention {attention.item()}); training stopped, nothing of "
+                                    "this step was saved. Lower --lr (and resume from the last saved step).")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             loss, diffusion, attention = loss.detach(), diffusion.detach(), attention.detach()
             if settings.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(adapter.parameters(), settings.grad_clip)
             optimizer.step()
+            if not finite_weights(adapter):
+                raise TrainingError(f"the adapter weights are not finite after step {step + 1} of {settings.steps} "
+                                    "(the gradients overflowed); training stopped, nothing of this step was saved. "
+                                    "Lower --lr or keep --grad-clip on.")
             record = {"step": step + 1, "loss": loss.item(), "diffusion": diffusion.item(),
                       "attention": attention.item(), "sigma": sigma.item(), "clip": clip.name,
                       "seconds": time.perf_counter() - tick}
@@ -222,8 +260,6 @@ def train(model, clip_vision, vae, clips: Sequence[Clip], settings: TrainSetting
             log(f"[train_trackadapter] step {step + 1}/{settings.steps} loss {record['loss']:.5f} (diffusion "
                 f"{record['diffusion']:.5f}, attention {record['attention']:.5f}) sigma {record['sigma']:.3f} "
                 f"{record['seconds']:.2f}s")
-            if not math.isfinite(record["loss"]):
-                raise TrainingError(f"the loss became {record['loss']} at step {step + 1}; lower --lr.")
             if out is not None and ((step + 1) % settings.save_every == 0 or step + 1 == settings.steps):
                 save(adapter, optimizer, step + 1, settings, out, log)
         adapter.eval().requires_grad_(False)
@@ -232,6 +268,8 @@ def train(model, clip_vision, vae, clips: Sequence[Clip], settings: TrainSetting
 
 
 def save(adapter: TrackAdapter, optimizer, step: int, settings: TrainSettings, out: Path, log) -> None:
+    if not finite_weights(adapter):   # the loop checks every step; this guards the files themselves
+        raise TrainingError(f"the adapter weights are not finite at step {step}; {out} was not written.")
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic_save(lambda p: save_adapter(adapter, p, {"trained_steps": step}), out)
     save_checkpoint(checkpoint_path(out), adapter, optimizer, step, settings)

@@ -130,15 +130,19 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     start_comfy(args)
     core = trainer()
-    clips = read_clips(args.clips)
-    model, clip_vision, vae = load_svd(args.checkpoint)
     settings = core.TrainSettings(
         steps=args.steps, learning_rate=args.lr, weight_decay=args.weight_decay, w_attn=args.w_attn, tau=args.tau,
         kappa=args.kappa, encoder_channels=tuple(int(c) for c in args.encoder_channels.split(",")),
         feature_channels=args.feature_channels, seed=args.seed, save_every=args.save_every,
         grad_clip=args.grad_clip, fixed_batch=args.fixed_batch)
-    result = core.train(model, clip_vision, vae, clips, settings, out=args.out.expanduser(), resume=args.resume,
-                        width=args.width, height=args.height, log=lambda m: print(m, flush=True))
+    try:
+        core.check_settings(settings)   # before the clips and the checkpoint are loaded
+        clips = read_clips(args.clips)
+        model, clip_vision, vae = load_svd(args.checkpoint)
+        result = core.train(model, clip_vision, vae, clips, settings, out=args.out.expanduser(), resume=args.resume,
+                            width=args.width, height=args.height, log=lambda m: print(m, flush=True))
+    except core.TrainingError as e:
+        raise SystemExit(f"[train_trackadapter] error: {e}") from None
     if result.history:
         first, last = result.history[0], result.history[-1]
         print(f"[train_trackadapter] loss {first['loss']:.5f} (step {first['step']}) -> {last['loss']:.5f} "
