@@ -76,10 +76,13 @@ def _layout_root(folder: str) -> Optional[str]:
     return None
 
 
+def installed_folders() -> list:
+    return sorted({name for root in _roots() if os.path.isdir(root) for name in os.listdir(root)
+                   if _layout_root(os.path.join(root, name))})
+
+
 def model_choices() -> list:
-    names = sorted({name for root in _roots() if os.path.isdir(root) for name in os.listdir(root)
-                    if _layout_root(os.path.join(root, name))})
-    return names or [DEFAULT_NAME]
+    return installed_folders() or [DEFAULT_NAME]
 
 
 def download_hint(name: str) -> str:
@@ -247,6 +250,20 @@ def control_state_dict(sd: dict) -> dict:
     return sd
 
 
+def require_model_folder(name) -> dict:
+    """The parts of Motion-I2V folder ``name``, one of :func:`model_choices` (a plain folder name under a
+    motion_i2v folder, never a path); else an error with the download hint."""
+    if name not in model_choices():
+        plain = isinstance(name, str) and name.strip() not in ("", ".", "..") and os.path.basename(name) == name
+        found = installed_folders()
+        raise MotionKitInputError(
+            LOADER, "model_folder", f"{name!r} is not a Motion-I2V folder in {_roots()} (found: "
+            f"{', '.join(found) if found else 'none'}).",
+            ("choose one of those (press R to refresh the list), or " if found else "")
+            + download_hint(name if plain else DEFAULT_NAME))
+    return find_parts(name)
+
+
 class MotionKitMotionI2VLoader:
     DESCRIPTION = (
         "Loads Motion-I2V's stage-1 motion-field predictor (wangfuyun/Motion-I2V on Hugging Face): the FlowGen "
@@ -272,8 +289,20 @@ class MotionKitMotionI2VLoader:
                 "tooltip": "Weights of the UNet and ControlNet; default = what ComfyUI picks for this device."}),
         }}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_folder=None):
+        # Taking model_folder makes ComfyUI skip its own "Value not in list" check for it, so a folder name
+        # that is not found (another machine's workflow, a renamed clone) gets the download hint instead.
+        if model_folder is None:   # linked from another node: checked when the node runs
+            return True
+        try:
+            require_model_folder(model_folder)
+        except MotionKitInputError as e:
+            return str(e)
+        return True
+
     def load(self, model_folder, weight_dtype="default"):
-        parts = find_parts(model_folder)
+        parts = require_model_folder(model_folder)
         unet_sd = read_weights(parts["unet"], "unet")
         # The official load is strict=False into a UNet that may already carry a ControlNet: a copy of the
         # ControlNet inside the UNet file is superseded by controlnet.bin, so it is not an error.
