@@ -15,6 +15,7 @@ _NODE_MODULES = (
     "trackadapter",
     "motion_modules",
     "still_moving",
+    "puppet_master",
 )
 
 NODE_CLASS_MAPPINGS: dict = {}
