@@ -22,6 +22,7 @@ def _harness_module(name: str):
 
 _harness_module("tiny_models").register_tiny_models()
 _harness_module("tiny_sd15").register_tiny_sd15()
+_harness_module("tiny_puppet_master").register_tiny_puppet_master()
 
 NODE_CLASS_MAPPINGS = {"MotionKitTestForeignAttention": _harness_module("foreign").MotionKitTestForeignAttention}
 NODE_DISPLAY_NAME_MAPPINGS = {"MotionKitTestForeignAttention": "Foreign Attention Replacement (MotionKit TEST HARNESS)"}
