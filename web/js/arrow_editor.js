@@ -13,7 +13,9 @@
 //   event carries it; it is kept on that node, so the editor also finds it when wired up later. This
 //   shows the masks as soon as Click to Mask has run, before this node has run itself;
 // - before any run, the image of an upstream Load Image node (no masks).
-// Coordinates are pixels of that image.
+// Coordinates are pixels of that image. The editor checks its sources by polling (editor_live.js), not
+// from LiteGraph's draw callbacks, which Nodes 2.0 never calls.
+import { nodeByExecutionId, notifyGraphChanged, unwatch, watch } from "./editor_live.js";
 import {
   CAMERA, clampPoint, emptyDocument, frameTicks, hitTest, objectColor, objectRgb, parseDocument, pathLength,
   rescaleDocument, reverseArrow, serializeDocument, setArrow,
@@ -135,6 +137,7 @@ class ArrowEditor {
     });
     this.widget.serialize = false; // keep it out of widgets_values (options.serialize keeps it out of prompts)
     this.refreshObjects();
+    watch(this);
   }
 
   button(label, title, onClick) {
@@ -187,6 +190,7 @@ class ArrowEditor {
     this.arrowsWidget.value = serializeDocument(doc);
     this.arrowsWidget.callback?.(this.arrowsWidget.value);
     this.node.setDirtyCanvas?.(true, true);
+    if (!this.drag) notifyGraphChanged(app.canvas?.canvas); // a drag tells it once, when it ends
     this.refreshObjects();
     this.draw();
   }
@@ -419,6 +423,8 @@ class ArrowEditor {
     if (drag.kind === "new" && arrow && pathLength(arrow.points) * this.fit(doc).s < 3) {
       this.selected = -1; // a click, not a drag: no arrow
       this.edit((d) => d.arrows.splice(drag.arrow, 1));
+    } else {
+      notifyGraphChanged(app.canvas?.canvas);
     }
     this.draw();
   }
@@ -460,6 +466,12 @@ class ArrowEditor {
   }
 
   // --- drawing ---------------------------------------------------------------------------------------------
+
+  /** Called by the editor timer (and when the node is drawn): picks up a new upstream image or masks
+   * output and redraws when the arrows, frames or easing changed. */
+  poll() {
+    this.redrawIfChanged();
+  }
 
   redrawIfChanged() {
     const key = `${this.widgetValue("num_frames")}|${this.widgetValue("easing")}|${this.arrowsWidget.value}|${this.isLinked()}`;
@@ -583,6 +595,7 @@ class ArrowEditor {
   }
 
   remove() {
+    unwatch(this);
     this.resizeObserver.disconnect();
   }
 }
@@ -594,12 +607,12 @@ app.registerExtension({
     // the arrow editors, also those not drawn right now (off screen, collapsed).
     api.addEventListener("executed", ({ detail }) => {
       const out = detail?.output?.[MASKS_UI_KEY]?.[0];
-      const graph = app.graph;
+      const graph = app.rootGraph ?? app.graph;
       if (!out || !graph) return;
-      const node = graph.getNodeById(String(detail.display_node || detail.node));
+      const node = nodeByExecutionId(graph, detail.display_node || detail.node);
       if (!node) return;
       node[MASKS_OUTPUT] = out;
-      for (const n of graph._nodes ?? []) n.motionkitArrowEditor?.watchUpstreamMasks();
+      for (const n of node.graph?._nodes ?? []) n.motionkitArrowEditor?.watchUpstreamMasks();
     });
   },
   beforeRegisterNodeDef(nodeType, nodeData) {

@@ -5,7 +5,10 @@
 // "New object" starts another object, points can be dragged, Delete removes the hovered point, Shift+drag
 // draws a box. After every edit the masks are fetched from POST /motionkit/sam/preview, which runs only SAM's
 // decoder on the cached image embedding. The points live in the node's hidden STRING widget "points" (saved
-// in workflows, sent in API prompts); the canvas widget is not serialized.
+// in workflows, sent in API prompts); the canvas widget is not serialized. The editor follows the upstream
+// Load Image and SAM loader by polling (editor_live.js), so it works with Nodes 2.0, which never calls the
+// canvas's draw callbacks.
+import { nodeByExecutionId, notifyGraphChanged, unwatch, watch } from "./editor_live.js";
 import {
   OVERLAY_ALPHA, clamp, emptyObject, fitRect, hitPoint, imageRef, isEmptyObject, isSegmentable, objectCss,
   objectRgb255, pixelAt, previewPayload, rescaleState, stateFromText, stateToText,
@@ -137,6 +140,7 @@ class SamPointEditor {
   }
 
   destroy() {
+    unwatch(this);
     this.resizeObserver.disconnect();
   }
 
@@ -160,7 +164,8 @@ class SamPointEditor {
     return slot >= 0 && this.node.inputs[slot].link != null;
   }
 
-  /** Called on every frame the node is drawn: cheap, reloads only when the source changed. */
+  /** Called by the editor timer (and when the node is drawn or rewired): cheap, reloads only when the
+   * source changed. */
   poll() {
     const ref = this.imageSource();
     const key = refKey(ref);
@@ -232,6 +237,7 @@ class SamPointEditor {
     if (this.pointsWidget.value !== text) {
       this.pointsWidget.value = text;
       this.node.graph?.setDirtyCanvas?.(true, false);
+      notifyGraphChanged(app.canvas?.canvas);
     }
     this.render();
     if (preview) this.requestPreview();
@@ -654,6 +660,7 @@ function setupClickToMask(node) {
     editor.reloadFromWidget();
   };
   if (node.size[0] < 360 || node.size[1] < 420) node.setSize([Math.max(node.size[0], 360), Math.max(node.size[1], 420)]);
+  watch(editor);
   requestAnimationFrame(() => editor.poll());
 }
 
@@ -669,7 +676,7 @@ app.registerExtension({
   setup() {
     // Sent by the node before it checks the points, so a failed first run still shows the image.
     api.addEventListener("motionkit.sam_image", ({ detail }) => {
-      const node = detail && app.graph && app.graph.getNodeById(detail.node);
+      const node = detail && nodeByExecutionId(app.rootGraph ?? app.graph, detail.node);
       node?.motionkitSamEditor?.setLastOutput(detail.image);
     });
   },
@@ -692,6 +699,12 @@ app.registerExtension({
         const r = onExecuted?.apply(this, arguments);
         const ref = output && output.motionkit_sam_image && output.motionkit_sam_image[0];
         if (ref && this.motionkitSamEditor) this.motionkitSamEditor.setLastOutput(ref);
+        return r;
+      };
+      const onConnectionsChange = nodeType.prototype.onConnectionsChange;
+      nodeType.prototype.onConnectionsChange = function () {
+        const r = onConnectionsChange?.apply(this, arguments);
+        if (this.motionkitSamEditor && this.graph) requestAnimationFrame(() => this.motionkitSamEditor.poll());
         return r;
       };
       const onRemoved = nodeType.prototype.onRemoved;
