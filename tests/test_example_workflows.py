@@ -74,7 +74,7 @@ def test_the_svd_all_to_first_example_exists():
     wf = load_workflow(REPO / "example_workflows" / "svd_all_to_first.json")
     types = [n["type"] for n in wf["nodes"]]
     for core in ("ImageOnlyCheckpointLoader", "LoadImage", "SVD_img2vid_Conditioning", "VideoLinearCFGGuidance",
-                 "MotionKitAllToFirstAttention", "KSampler", "VAEDecode", "CreateVideo", "SaveVideo"):
+                 "MotionKitAllToFirstAttention", "KSampler", "VAEDecode", "SaveWEBM"):
         assert types.count(core) == 1, f"{core} appears {types.count(core)} times"
     loader = next(n for n in wf["nodes"] if n["type"] == "ImageOnlyCheckpointLoader")
     assert loader["widgets_values"] == ["svd_xt.safetensors"]
@@ -83,6 +83,32 @@ def test_the_svd_all_to_first_example_exists():
         "url": "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt/resolve/main/"
                "svd_xt.safetensors?download=true"}]
     assert wf["version"] == 0.4
+
+
+MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".onnx")
+# Files a user makes or brings, with no public download: the frontend lists them as missing, without a URL.
+USER_FILES = {"my_style_lora.safetensors": "the user's own style LoRA",
+              "my_style_still_moving.safetensors": "adapters written by Train Motion / Train Spatial Adapters"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=IDS)
+def test_every_model_file_carries_download_metadata(path):
+    """Each model file a workflow names (a widget value with a model suffix, as the frontend's missing-model
+    scan finds them) is declared in its node's ``properties.models`` with the file's https URL and the
+    models/ folder, which the frontend (1.2x dialog, 1.48+ issues panel) offers for download."""
+    from urllib.parse import urlparse
+    wf = load_workflow(path)
+    for node in (n for n in wf["nodes"] if n["type"] not in FRONTEND_ONLY):
+        values = node.get("widgets_values") or []
+        declared = {m["name"]: m for m in node.get("properties", {}).get("models", [])}
+        for value in (values.values() if isinstance(values, dict) else values):
+            if not (isinstance(value, str) and value.lower().endswith(MODEL_SUFFIXES)) or value in USER_FILES:
+                continue
+            model = declared.get(value)
+            where = f"{path.name}: node {node['id']} ({node['type']}) names {value}"
+            assert model, f"{where} without download metadata (properties.models)"
+            assert model.get("directory") and urlparse(model.get("url", "")).scheme == "https", (where, model)
+            assert urlparse(model["url"]).path.endswith("/" + value), (where, model["url"])
 
 
 @pytest.fixture(scope="module")

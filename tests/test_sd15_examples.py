@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from motionkit_testing import examples as svd_examples
 from motionkit_testing import sd15
 from motionkit_testing.sd15_examples import EXAMPLES, still_moving_spec
 from motionkit_testing.ui_builder import build_workflow
@@ -67,14 +68,15 @@ def decode(path: Path) -> tuple:
 
 
 def test_saved_examples_are_the_specs(object_info):
-    """The files are what the specs build against today's node definitions (so regenerating changes nothing)."""
-    for name, spec in EXAMPLES.items():
+    """The files are what the specs build against today's node definitions, on every host (so regenerating
+    changes nothing): the SD1.5 examples here and the ones of motionkit_testing/examples.py."""
+    for name, spec in {**EXAMPLES, **svd_examples.EXAMPLES}.items():
         saved = load_workflow(REPO / "example_workflows" / f"{name}.json")
         assert saved == json.loads(json.dumps(build_workflow(spec(), object_info))), name
         assert (REPO / "example_workflows" / f"{name}.jpg").is_file()
     types = [n["type"] for n in still_moving_spec()]
     for needed in ("CheckpointLoaderSimple", "LoraLoaderModelOnly", "MotionKitLoadMotionModule",
-                   "MotionKitStillMovingAdapter", "KSampler", "SaveVideo"):
+                   "MotionKitStillMovingAdapter", "KSampler", "SaveWEBM"):
         assert needed in types
 
 

@@ -339,7 +339,7 @@ def test_the_example_workflow_runs_as_saved(server, base_dir):
     wf = load_workflow(Path(__file__).resolve().parents[1] / "example_workflows" / "arrows_to_trajectories.json")
     assert sorted(n["type"] for n in wf["nodes"]) == sorted([
         "LoadImage", "MotionKitSAMLoader", "MotionKitClickToMask", "MotionKitArrowsToTracks",
-        "MotionKitVisualizeTracks", "CreateVideo", "SaveVideo", "MarkdownNote"])
+        "MotionKitVisualizeTracks", "SaveWEBM", "MarkdownNote"])
     prompt = ui_to_api(wf, server.get("/object_info"))
     ids = {n["class_type"]: i for i, n in prompt.items()}
     # the chain: image -> Click to Mask -> Arrows to Trajectories -> Visualize Tracks -> video
@@ -348,8 +348,7 @@ def test_the_example_workflow_runs_as_saved(server, base_dir):
     assert prompt[ids["MotionKitArrowsToTracks"]]["inputs"]["masks"] == [ids["MotionKitClickToMask"], 0]
     assert prompt[ids["MotionKitArrowsToTracks"]]["inputs"]["image"] == [ids["LoadImage"], 0]
     assert prompt[ids["MotionKitVisualizeTracks"]]["inputs"]["tracks"] == [ids["MotionKitArrowsToTracks"], 0]
-    assert prompt[ids["CreateVideo"]]["inputs"]["images"] == [ids["MotionKitVisualizeTracks"], 0]
-    assert prompt[ids["SaveVideo"]]["inputs"]["video"] == [ids["CreateVideo"], 0]
+    assert prompt[ids["SaveWEBM"]]["inputs"]["images"] == [ids["MotionKitVisualizeTracks"], 0]
     loader = next(n for n in wf["nodes"] if n["type"] == "MotionKitSAMLoader")
     assert loader["widgets_values"] == ["sam_vit_b_01ec64.pth"]
     assert loader["properties"]["models"] == [{
@@ -363,7 +362,7 @@ def test_the_example_workflow_runs_as_saved(server, base_dir):
     prompt[ids["MotionKitSAMLoader"]]["inputs"]["model_name"] = tiny["pth"]
     entry = server.run(prompt)
 
-    video = next(f for out in entry["outputs"].values() for f in out.get("images", []) if f["filename"].endswith(".mp4"))
+    video = next(f for out in entry["outputs"].values() for f in out.get("images", []) if f["filename"].endswith(".webm"))
     with av.open(str(base_dir / "output" / video["subfolder"] / video["filename"])) as container:
         frames = [(f.width, f.height) for f in container.decode(video=0)]
     assert frames == [(512, 512)] * 14

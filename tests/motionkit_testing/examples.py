@@ -10,6 +10,9 @@ SVD_XT = {"name": "svd_xt.safetensors", "directory": "checkpoints",
           "url": "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt/resolve/main/svd_xt.safetensors?download=true"}
 SAM_B = {"name": "sam_vit_b_01ec64.pth", "directory": "sams",
          "url": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"}
+# Videos are written by core SaveWEBM (VP9): its widgets are the same on every supported host, unlike
+# CreateVideo (bit_depth appended on v0.33.0) + SaveVideo (codec a dynamic combo there).
+WEBM = {"codec": "vp9", "crf": 24.0}
 
 # The trajectory example's still (orange ball, 512x512) scaled and centre-cropped to 1024x576: the ball
 # centre (0.30, 0.56) of 512 px lands at (307, 349) and its radius is about 133 px.
@@ -59,10 +62,9 @@ def motion_i2v_svd_spec() -> list[dict]:
             "model": ref(12), "seed": 42, "steps": 20, "cfg": 2.5, "sampler_name": "euler", "scheduler": "karras",
             "positive": ref(10, 0), "negative": ref(10, 1), "latent_image": ref(10, 2), "denoise": 1.0}},
         {"id": 14, "type": "VAEDecode", "pos": (1640, 640), "inputs": {"samples": ref(13), "vae": ref(9, 2)}},
-        {"id": 15, "type": "CreateVideo", "pos": (1640, 760), "inputs": {"images": ref(14), "fps": 8.0}},
-        {"id": 16, "type": "SaveVideo", "pos": (1640, 900), "size": (320, 300), "inputs": {
-            "video": ref(15), "filename_prefix": "video/MotionKit_motion_i2v", "format": "auto", "codec": "auto"}},
-        {"id": 17, "type": "MarkdownNote", "pos": (1640, 0), "size": (420, 520), "widgets_values": [NOTE]},
+        {"id": 15, "type": "SaveWEBM", "pos": (1640, 760), "size": (320, 360), "inputs": {
+            "images": ref(14), "filename_prefix": "video/MotionKit_motion_i2v", **WEBM, "fps": 8.0}},
+        {"id": 16, "type": "MarkdownNote", "pos": (1640, 0), "size": (420, 520), "widgets_values": [NOTE]},
     ]
 
 
@@ -81,12 +83,12 @@ ARROWS_NOTE = """## Arrows to Trajectories (TrackGo)
 1. *Load Image*: your still.
 2. **Click to Mask (SAM):** click the object (left = object, right = background; **N** = next object). One mask per object, object *i* is mask *i* of the arrows.
 3. **Arrows to Trajectories:** once Click to Mask has run (queue once), its editor shows the image with each object's mask tinted in the object's colour. Pick an object and drag from where it starts to where it should end. Drag a point to bend the arrow or the line to move it; double-click a segment to add a point, right-click a point to remove it; *R* reverses, *Delete* removes it. Pick *Camera* to move the whole image. The white ticks show where the object is at each frame for the chosen easing.
-4. **Visualize Tracks** draws the trajectories (one colour per object) and *Save Video* writes them as a video. Feed `tracks` to the trajectory toolkit (Track Maps, Drags, Sparse Flow) for the video models.
+4. **Visualize Tracks** draws the trajectories (one colour per object) and *Save WEBM* writes them as a video. Feed `tracks` to the trajectory toolkit (Track Maps, Drags, Sparse Flow) for the video models.
 """
 
 
 def arrows_to_trajectories_spec() -> list[dict]:
-    """Image -> Click to Mask -> Arrows to Trajectories -> Visualize Tracks -> save as video."""
+    """Image -> Click to Mask -> Arrows to Trajectories -> Visualize Tracks -> save as video (WEBM)."""
     return [
         {"id": 1, "type": "LoadImage", "pos": (0, 0), "size": (320, 380), "inputs": {"image": "motionkit_arrows_example.png"}},
         {"id": 2, "type": "MotionKitSAMLoader", "pos": (0, 440), "size": (320, 60), "properties": {"models": [SAM_B]},
@@ -98,10 +100,9 @@ def arrows_to_trajectories_spec() -> list[dict]:
             "points_per_object": 8, "seed": 0, "easing": "ease-in-out"}},
         {"id": 5, "type": "MotionKitVisualizeTracks", "pos": (1300, 0), "size": (300, 110), "inputs": {
             "tracks": ref(4, 0), "image": ref(1), "line_width": 3, "point_radius": 5}},
-        {"id": 6, "type": "CreateVideo", "pos": (1300, 160), "size": (300, 80), "inputs": {"images": ref(5), "fps": 7.0}},
-        {"id": 7, "type": "SaveVideo", "pos": (1300, 290), "size": (360, 400), "inputs": {
-            "video": ref(6), "filename_prefix": "video/MotionKit_arrows", "format": "auto", "codec": "auto"}},
-        {"id": 8, "type": "MarkdownNote", "pos": (0, 560), "size": (780, 330), "widgets_values": [ARROWS_NOTE]},
+        {"id": 6, "type": "SaveWEBM", "pos": (1300, 160), "size": (360, 440), "inputs": {
+            "images": ref(5), "filename_prefix": "video/MotionKit_arrows", **WEBM, "fps": 7.0}},
+        {"id": 7, "type": "MarkdownNote", "pos": (0, 560), "size": (780, 330), "widgets_values": [ARROWS_NOTE]},
     ]
 
 

@@ -5,13 +5,16 @@ Regenerate (after an input of a node changed) with::
 
     cd tests && ../.venv/bin/python -m motionkit_testing.sd15_examples
 
-It starts the pinned ComfyUI with MotionKit on a temporary base directory to read ``/object_info``.
+It starts the pinned ComfyUI with MotionKit on a temporary base directory to read ``/object_info`` and
+writes these and the specs of ``examples.py`` (whose thumbnails are drawn by hand). Any supported host
+gives the same files (``tests/test_sd15_examples.py`` checks it on each).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from .examples import WEBM
 from .ui_builder import build_workflow, ref
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,11 +74,9 @@ def still_moving_spec() -> list:
                     "denoise": 1.0}},
         {"id": 9, "type": "VAEDecode", "pos": (1500, 180), "size": (220, 50),
          "inputs": {"samples": ref(8, 0), "vae": ref(1, 2)}},
-        {"id": 10, "type": "CreateVideo", "pos": (1500, 270), "size": (260, 80), "inputs": {"images": ref(9, 0), "fps": 8.0}},
-        {"id": 11, "type": "SaveVideo", "pos": (1800, 180), "size": (360, 380),
-         "inputs": {"video": ref(10, 0), "filename_prefix": "video/MotionKit_still_moving", "format": "auto",
-                    "codec": "auto"}},
-        {"id": 12, "type": "MarkdownNote", "pos": (0, 160), "size": (340, 420), "widgets_values": [STILL_MOVING_NOTE]},
+        {"id": 10, "type": "SaveWEBM", "pos": (1800, 180), "size": (360, 420),
+         "inputs": {"images": ref(9, 0), "filename_prefix": "video/MotionKit_still_moving", **WEBM, "fps": 8.0}},
+        {"id": 11, "type": "MarkdownNote", "pos": (0, 160), "size": (340, 420), "widgets_values": [STILL_MOVING_NOTE]},
     ]
 
 
@@ -118,11 +119,9 @@ def motion_i2v_spec() -> list:
                     "seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "ddim", "scheduler": "ddim_uniform",
                     "denoise": 1.0}},
         {"id": 16, "type": "VAEDecode", "pos": (1480, 520), "size": (220, 50), "inputs": {"samples": ref(15, 0), "vae": ref(9, 2)}},
-        {"id": 17, "type": "CreateVideo", "pos": (1480, 610), "size": (260, 80), "inputs": {"images": ref(16, 0), "fps": 8.0}},
-        {"id": 18, "type": "SaveVideo", "pos": (1780, 520), "size": (360, 380),
-         "inputs": {"video": ref(17, 0), "filename_prefix": "video/MotionKit_motion_i2v_sd15", "format": "auto",
-                    "codec": "auto"}},
-        {"id": 19, "type": "MarkdownNote", "pos": (0, 960), "size": (700, 360), "widgets_values": [MOTION_I2V_NOTE]},
+        {"id": 17, "type": "SaveWEBM", "pos": (1780, 520), "size": (360, 420),
+         "inputs": {"images": ref(16, 0), "filename_prefix": "video/MotionKit_motion_i2v_sd15", **WEBM, "fps": 8.0}},
+        {"id": 18, "type": "MarkdownNote", "pos": (0, 960), "size": (700, 360), "widgets_values": [MOTION_I2V_NOTE]},
     ]
 
 
@@ -216,7 +215,9 @@ def main() -> None:
     base = cs.make_base_dir(Path(tempfile.mkdtemp(prefix="motionkit-examples-")))
     server = cs.ComfyServer(base, cs.comfyui_path())
     try:
-        for path in write_examples(server.get("/object_info")):
+        from . import examples
+        object_info = server.get("/object_info")
+        for path in write_examples(object_info) + examples.write_examples(object_info, REPO / "example_workflows"):
             print(path)
     finally:
         server.stop()

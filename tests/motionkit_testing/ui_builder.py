@@ -17,7 +17,11 @@ def ref(node_id: int, slot: int = 0) -> Ref:
 def build_workflow(spec: list[dict], object_info: dict) -> dict:
     """``spec``: dicts with ``id``, ``type``, ``pos`` and ``inputs`` (widget values, or :func:`ref` links);
     optional ``size``, ``properties``, ``widgets_values`` (for frontend-only notes), ``control`` (the
-    control-after-generate value, default "fixed")."""
+    control-after-generate value, default "fixed").
+
+    The result is the same on every supported host: a core output node's trailing outputs are written only
+    when linked (v0.33.0's save and preview nodes gained a pass-through output that v0.3.64's lack; the
+    frontends that know it add it from the node definition when loading)."""
     nodes, links = [], []
     outputs_links: dict[tuple[int, int], list[int]] = {}
     by_id = {n["id"]: n for n in spec}
@@ -73,6 +77,9 @@ def build_workflow(spec: list[dict], object_info: dict) -> dict:
         names = info.get("output_name") or info["output"]
         node["outputs"] = [{"localized_name": n, "name": n, "type": t, "links": outputs_links.get((node["id"], i))}
                            for i, (n, t) in enumerate(zip(names, info["output"]))]
+        if info.get("output_node") and not str(info.get("python_module", "")).startswith("custom_nodes"):
+            while node["outputs"] and not node["outputs"][-1]["links"]:
+                node["outputs"].pop()
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "motionkit/" + "/".join(n["type"] for n in spec))),
             "revision": 0, "last_node_id": max(n["id"] for n in spec), "last_link_id": len(links),
             "nodes": nodes, "links": links, "groups": [], "config": {},
