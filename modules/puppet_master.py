@@ -349,7 +349,7 @@ def drag_site_path(kind: str, block: int, layer: int, layers_per_block: int) -> 
 def drag_config(shapes: dict, layers_per_block: int) -> DragConfig:
     """The drag modules' configuration from the checkpoint's shapes (``key -> shape``); :class:`LayoutError`
     naming the inconsistency when the sites disagree."""
-    sites, embedders, pos_dims, contexts, drag_counts = [], set(), set(), set(), set()
+    sites, embedders, pos_dims, contexts, drag_counts, per_site = [], set(), set(), set(), set(), []
     for key, shape in shapes.items():
         m = re.match(r"^(down|up)_blocks\.(\d+)\.flow_convs\.(\d+)\.conv_out\.weight$", key)
         if not m:
@@ -369,10 +369,16 @@ def drag_config(shapes: dict, layers_per_block: int) -> DragConfig:
         embedders.add(channels)
         drag_counts.add(int(conv_in[1]))
         pos_dims.add((int(mlp_in[1]) - 2 * width) / 2)
+        per_site.append((f"{prefix}.flow_convs.{layer}", 2 * width, int(mlp_in[1]), (int(mlp_in[1]) - 2 * width) / 2))
         contexts.add(int(mlp_out[0]))
         sites.append(DragSite(kind, block, layer, width, drag_site_path(kind, block, layer, layers_per_block)))
     if not sites:
         raise LayoutError("no drag modules (flow_convs / drag_token_mlps)")
+    if len(pos_dims) > 1:   # FiLM width and token-MLP input disagree somewhere: name the odd sites
+        common = max(pos_dims, key=lambda v: sum(1 for s in per_site if s[3] == v))
+        odd = [f"{name} gives {film} FiLM channels but its token MLP reads {mlp} features (2C + {int(2 * common)} "
+               f"expected)" for name, film, mlp, pos in per_site if pos != common]
+        raise LayoutError("; ".join(odd))
     for name, values in (("drag map channels", drag_counts), ("drag embedder channels", embedders),
                          ("position table size", pos_dims), ("token width", contexts)):
         if len(values) != 1:

@@ -55,7 +55,8 @@ class MotionKitAllToFirstAttention:
         "Temporal attention and cross-attention are unchanged. On an image model without temporal layers "
         "(SD1.5 sampled with the latent batch as frames, as AnimateDiff does), each cond/uncond half of the "
         "batch is treated as the frames of one video. A second All-to-First node on the same model replaces "
-        "the first one's settings.")
+        "the first one's settings (strength 0 turns it off); so does one after Load Puppet-Master, whose model has "
+        "all-to-first built in.")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
@@ -78,7 +79,11 @@ class MotionKitAllToFirstAttention:
         start_percent, end_percent = require_percent_window(NODE, start_percent, end_percent)
         sites = spatial_self_attention(model, NODE)
         patched = model.clone()
-        if strength == 0.0:
+        if strength == 0.0:   # also turns off an earlier All-to-First (e.g. Load Puppet-Master's built-in one)
+            for site in sites:
+                earlier = patched.object_patches.get(f"{site.path}.forward")
+                if isinstance(earlier, AllToFirstForward):
+                    patched.add_object_patch(f"{site.path}.forward", earlier.inner)
             return (patched,)
         window = SigmaWindow(patched, start_percent, end_percent)
         patch_forwards(patched, sites, lambda site, inner: AllToFirstForward(site.module, inner, strength, window),

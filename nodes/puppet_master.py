@@ -301,6 +301,17 @@ def _channel_mult(shapes: dict, levels: int) -> tuple:
     return tuple(min(2 ** i, 4) for i in range(levels))
 
 
+def _count(keys: list) -> str:
+    return f"{len(keys)} key" + ("" if len(keys) == 1 else "s")
+
+
+def _prefixes(keys: list, limit: int = 6) -> str:
+    """``model.diffusion_model.* 686, conditioner.embedders.* 390, ...``: what kind of file this is."""
+    from collections import Counter
+    counts = Counter(".".join(k.split(".")[:2]) + (".*" if k.count(".") > 1 else "") for k in keys)
+    return ", ".join(f"{p} {n}" for p, n in counts.most_common(limit)) + (", ..." if len(counts) > limit else "")
+
+
 def _listing(keys: list, limit: int = 12) -> str:
     shown = ", ".join(keys[:limit])
     return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
@@ -344,9 +355,11 @@ def check_layout(path: str, name: str) -> Layout:
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} keys of the official layout are missing ({_listing(missing)})")
+            parts.append(f"{_count(missing)} of the official layout {'is' if len(missing) == 1 else 'are'} missing "
+                         f"({_listing(missing)})")
         if unexpected:
-            parts.append(f"{len(unexpected)} keys are unexpected ({_listing(unexpected)})")
+            parts.append(f"{_count(unexpected)} {'is' if len(unexpected) == 1 else 'are'} unexpected "
+                         f"({_listing(unexpected)}; by prefix: {_prefixes(unexpected)})")
         raise _not_puppet_master(name, "; ".join(parts) + ".")
     try:
         drags = pm.drag_config({k: v for k, v in shapes.items() if pm.is_drag_key(k)}, layers)
