@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from motionkit_testing import comfy_session as cs  # noqa: E402
+from motionkit_testing import frontends  # noqa: E402
 from motionkit_testing.assets import write_test_image  # noqa: E402
 
 TINY_CKPT = "motionkit_tiny_svd.safetensors"
@@ -58,8 +59,17 @@ def tiny_ckpt(comfy, base_dir) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(base_dir, comfy_path, tiny_ckpt):
-    srv = cs.ComfyServer(base_dir, comfy_path)
+def frontend_lane() -> frontends.Lane:
+    """The frontend the browser tests run on (``MOTIONKIT_FRONTEND``: host, 1.58.1, 1.58.1-nodes2)."""
+    return frontends.lane()
+
+
+@pytest.fixture(scope="session")
+def server(base_dir, comfy_path, tiny_ckpt, frontend_lane):
+    # the lane's settings are in the user settings file before any page loads; a lane whose frontend is
+    # missing serves the host's own (its browser tests fail, saying what to install)
+    frontends.write_user_settings(base_dir, frontend_lane)
+    srv = cs.ComfyServer(base_dir, comfy_path, extra_args=frontend_lane.server_args())
     yield srv
     srv.stop()
 

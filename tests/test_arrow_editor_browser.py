@@ -3,27 +3,29 @@ ComfyUI server): load the example workflow (Click to Mask on the tiny random SAM
 it so the editor shows the image and the mask, draw an arrow with the mouse on the node's canvas, queue
 again, and find tracks whose end displacement is the drawn arrow. The editor also shows Click to Mask's
 masks when only Click to Mask has run. Also: editing (bend, reverse, delete), what is saved and sent, and
-that the editor's geometry and colours are the Python ones. Screenshots of failures go to a temporary
-folder named in the error."""
+that the editor's geometry and colours are the Python ones; before any run it follows the upstream Load
+Image, and a page reload keeps the arrows. Runs on the frontend of the session's lane (MOTIONKIT_FRONTEND:
+the host's own, or the newest in the classic canvas or with Nodes 2.0). Screenshots of failures go to a
+temporary folder named in the error."""
 from __future__ import annotations
 
 import contextlib
 import json
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from motionkit_testing.browser import CHROMIUM, CHROMIUM_ARGS, playwright_and_chromium
+from motionkit_testing.browser import (CHROMIUM, CHROMIUM_ARGS, dismiss_overlays, open_app, playwright_and_chromium,
+                                      wait_for_app, wait_until_persisted)
 from motionkit_testing.comfy_session import PACK_DIRNAME
 from motionkit_testing.pack import pack_module
 from motionkit_testing.tiny_sam import TINY_SAM_PTH, ensure_tiny_sam
 from motionkit_testing.trajectory_example import EXAMPLE_IMAGE, EXAMPLE_SIZE, write_example_image
 from motionkit_testing.workflows import load_workflow
 
-pytestmark = [pytest.mark.server, pytest.mark.slow]
+pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "example_workflows" / "arrows_to_trajectories.json"
@@ -33,28 +35,16 @@ arrows_mod = pack_module("arrows")
 drawing = pack_module("track_drawing")
 
 
-def post_json(url: str, body) -> None:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=30).read()
-
-
 @pytest.fixture(scope="module")
 def page(server, base_dir, tmp_path_factory):
     sync_api = playwright_and_chromium()
     write_example_image(base_dir / "input" / EXAMPLE_IMAGE)
     ensure_tiny_sam(base_dir)
-    post_json(f"{server.url}/settings", {"Comfy.TutorialCompleted": True})  # no first-run template dialog
     shots = tmp_path_factory.mktemp("arrow_editor_screenshots")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1600, "height": 1000})
+        pg = open_app(browser, server, NODE_TYPE, viewport={"width": 1600, "height": 1000})
         pg.motionkit_shots = shots
-        pg.motionkit_errors = []
-        pg.on("pageerror", lambda e: pg.motionkit_errors.append(str(e)))
-        pg.goto(server.url)
-        pg.wait_for_function(f"() => window.app && app.graph && LiteGraph.registered_node_types['{NODE_TYPE}']",
-                             timeout=120_000)
-        pg.keyboard.press("Escape")
         yield pg
         browser.close()
 
@@ -113,6 +103,11 @@ def show_node(page):
         app.canvas.ds.offset = [-node.pos[0] + 120, -node.pos[1] + 60];
         app.canvas.setDirty(true, true);
     }""" % NODE_TYPE, example_on_the_tiny_sam())
+    dismiss_overlays(page)
+    wait_for_editor_layout(page)
+
+
+def wait_for_editor_layout(page):
     page.wait_for_function(f"""() => {{
         const ed = {EDITOR};
         if (!ed) return false;
@@ -202,11 +197,53 @@ def test_draw_an_arrow_queue_and_get_its_tracks(page, server, base_dir):
         # Another file in Load Image: the editor shows it at once and drops the stale mask; the arrows
         # stay as they are until the user edits them.
         value = arrows_value(page)
-        page.evaluate("""() => { const n = app.graph._nodes.find(n => n.type === 'LoadImage');
-            const w = n.widgets.find(w => w.name === 'image'); w.value = 'motionkit_test.png'; w.callback?.(w.value); }""")
-        page.wait_for_function(f"""() => {{ app.canvas.setDirty(true, true); const s = {EDITOR}.state();
-            return s.background === 'upstream' && s.masks === 0; }}""", timeout=30_000)
+        set_load_image(page, "motionkit_test.png")
+        page.wait_for_function(f"""() => {{ const s = {EDITOR}.state();
+            return s.background === 'upstream' && s.masks === 0 && s.size[0] === 64; }}""", timeout=30_000)
         assert editor_state(page)["size"] == [64, 64] and arrows_value(page) == value
+
+
+def set_load_image(page, name: str) -> None:
+    """Pick another file in Load Image, as its combo does (value, then the widget's callback)."""
+    page.evaluate("""(name) => { const n = app.graph._nodes.find(n => n.type === 'LoadImage');
+        const w = n.widgets.find(w => w.name === 'image'); w.value = name; w.callback?.(w.value); }""", name)
+
+
+UPSTREAM_SHOWN = (f"(size) => {{ const s = {EDITOR}.state(); return s.background === 'upstream' && "
+                  "s.size[0] === size && s.masks === 0; }")
+
+
+def test_before_a_run_the_editor_follows_load_image_and_keeps_arrows_over_a_reload(page, server):
+    """No run yet: the editor shows the upstream Load Image's file as soon as the workflow is loaded and
+    follows another pick; an arrow drawn with the mouse is in the hidden widget, saved and sent, and is
+    there again after the page is reloaded (the frontend restores the workflow), over the same image."""
+    with screenshot_on_failure(page, "upstream_and_reload"):
+        show_node(page)
+        page.wait_for_function(UPSTREAM_SHOWN, arg=EXAMPLE_SIZE, timeout=30_000)
+        set_load_image(page, "motionkit_test.png")
+        page.wait_for_function(UPSTREAM_SHOWN, arg=64, timeout=30_000)
+        set_load_image(page, EXAMPLE_IMAGE)
+        page.wait_for_function(UPSTREAM_SHOWN, arg=EXAMPLE_SIZE, timeout=30_000)
+
+        start, end = (60.0, 440.0), (300.0, 380.0)
+        drag(page, start, end)
+        value = arrows_value(page)
+        doc = json.loads(value)
+        assert [a["object"] for a in doc["arrows"]] == [0]
+        np.testing.assert_allclose(doc["arrows"][0]["points"], [start, end], atol=1.5)
+        out = page.evaluate(f"""async () => {{
+            const node = app.graph._nodes.find(n => n.type === '{NODE_TYPE}');
+            const saved = app.graph.serialize().nodes.find(n => String(n.id) === String(node.id));
+            const sent = (await app.graphToPrompt()).output[String(node.id)].inputs;
+            return {{saved: saved.widgets_values[0], sent: sent.arrows}}; }}""")
+        assert out == {"saved": value, "sent": value}
+
+        wait_until_persisted(page, json.dumps(doc["arrows"][0]["points"], separators=(",", ":")))
+        page.reload()
+        wait_for_app(page, NODE_TYPE)
+        page.wait_for_function(UPSTREAM_SHOWN, arg=EXAMPLE_SIZE, timeout=30_000)
+        assert arrows_value(page) == value
+        assert editor_state(page)["doc"]["arrows"] == doc["arrows"]
 
 
 SHOWS_CLICK_TO_MASK = (f"() => {{ const s = {EDITOR}.state(); "
@@ -299,8 +336,7 @@ def test_the_editor_shows_click_to_mask_masks_before_its_own_run(page, server, b
     ran; a masks node wired in later is picked up from its last output; nothing of it is saved."""
     with screenshot_on_failure(page, "upstream_masks"):
         show_node(page)
-        page.wait_for_function(f"""() => {{ app.canvas.setDirty(true, true);
-            return {EDITOR}.state().background === 'upstream'; }}""", timeout=30_000)
+        page.wait_for_function(UPSTREAM_SHOWN, arg=EXAMPLE_SIZE, timeout=30_000)
         assert editor_state(page)["masks"] == 0 and editor_state(page)["maskCount"] == 0
         ctm = node_ids(page)["MotionKitClickToMask"]
 

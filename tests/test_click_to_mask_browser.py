@@ -1,6 +1,8 @@
 """The point editor in the real ComfyUI frontend (headless Debian Chromium, Playwright) against a real ComfyUI
 server with MotionKit: load the example workflow, click on the image in the node, see SamPredictor's mask
-drawn over it, edit points (negative, new object, drag, delete), queue, and find the saved mask."""
+drawn over it, edit points (negative, new object, drag, delete), queue, find the saved mask, and reload the
+page to find the points and masks again. Runs on the frontend of the session's lane (MOTIONKIT_FRONTEND:
+the host's own, or the newest in the classic canvas or with Nodes 2.0; see motionkit_testing/frontends.py)."""
 from __future__ import annotations
 
 import json
@@ -12,13 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from motionkit_testing.browser import CHROMIUM, CHROMIUM_ARGS, playwright_and_chromium
+from motionkit_testing.browser import (CHROMIUM, CHROMIUM_ARGS, dismiss_overlays, load_issues, open_app,
+                                      playwright_and_chromium, wait_for_app, wait_until_persisted)
 from motionkit_testing.comfy_session import PACK_DIRNAME
 from motionkit_testing.pack import pack_module
 from motionkit_testing.tiny_sam import (SAM_TEST_IMAGE, TINY_SAM_PTH, build_sam, ensure_tiny_sam, load_uint8,
                                         predictor_masks)
 
-pytestmark = [pytest.mark.server, pytest.mark.slow]
+pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.browser]
 
 msam = pack_module("sam")
 REPO = Path(__file__).resolve().parents[1]
@@ -38,29 +41,12 @@ def page(server, reference_sam):
     sync_api = playwright_and_chromium()
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 900})
-        pg.motionkit_errors = []
-        pg.on("pageerror", lambda e: pg.motionkit_errors.append(f"{e}\n{e.stack}"))
-        pg.goto(server.url)
-        pg.wait_for_function("() => window.app && window.app.graph && window.LiteGraph && "
-                             "LiteGraph.registered_node_types['MotionKitClickToMask']", timeout=120_000)
-        pg.wait_for_timeout(1500)
-        close_dialogs(pg)  # the first-visit template browser covers the canvas
-        yield pg
+        yield open_app(browser, server, "MotionKitClickToMask")
         browser.close()
 
 
-def close_dialogs(pg) -> None:
-    for _ in range(5):
-        if not pg.locator(".p-dialog").count():
-            return
-        pg.keyboard.press("Escape")
-        pg.wait_for_timeout(500)
-    raise AssertionError(f"a dialog stays open: {pg.locator('.p-dialog').first.inner_text()[:300]}")
-
-
 def our_errors(pg) -> list:
-    return [e for e in pg.motionkit_errors if "click_to_mask.js" in e or "sam_points.js" in e]
+    return [e for e in pg.motionkit_errors if any(f in e for f in ("click_to_mask.js", "sam_points.js", "editor_live.js"))]
 
 
 EDITOR = "window.app.graph._nodes.find(n => n.type === 'MotionKitClickToMask').motionkitSamEditor"
@@ -153,18 +139,21 @@ def test_click_shows_the_mask_then_queue_saves_it(page, server, base_dir, refere
 
     # Load the example workflow as saved, then pick the test image and the tiny SAM, as a user would.
     page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", wf)
-    page.wait_for_timeout(800)
-    dialogs = page.locator(".p-dialog").all_inner_texts()
-    # the frontend offers the example's SAM checkpoint for download (the loader's properties.models)
-    assert any("sam_vit_b_01ec64.pth" in d for d in dialogs), dialogs
-    close_dialogs(page)
-    assert editor_state(page)["status"] in ("no-image", "ready", "no-model")  # example.png is not in input/
+    # the frontend offers the example's SAM checkpoint for download (the loader's properties.models), in
+    # its "Missing Models" dialog (1.2x) or its issues panel (1.48+)
+    issues = load_issues(page)
+    assert issues["models"].get("sam_vit_b_01ec64.pth", {}).get("url"), issues
+    # before any run the editor follows Load Image: example.png is not in input/, then the test image is
+    page.wait_for_function(f"() => {EDITOR}.statusEl.textContent.includes('Could not load example.png')",
+                           timeout=30_000)
+    assert editor_state(page)["status"] in ("no-image", "ready", "no-model")
     page.evaluate(f"""() => {{
         const g = window.app.graph;
-        g._nodes.find(n => n.type === 'LoadImage').widgets.find(w => w.name === 'image').value = '{SAM_TEST_IMAGE}';
-        g._nodes.find(n => n.type === 'MotionKitSAMLoader').widgets[0].value = '{TINY_SAM_PTH}';
+        const set = (w, v) => {{ w.value = v; w.callback?.(v); }};
+        set(g._nodes.find(n => n.type === 'LoadImage').widgets.find(w => w.name === 'image'), '{SAM_TEST_IMAGE}');
+        set(g._nodes.find(n => n.type === 'MotionKitSAMLoader').widgets[0], '{TINY_SAM_PTH}');
         window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [0, 0];
-        window.app.canvas.deselectAll?.(); g.setDirtyCanvas(true, true);
+        window.app.canvas.deselectAll?.(); window.app.canvas.setDirty(true, true);
     }}""")
     page.wait_for_function(IMAGE_SHOWN, timeout=30_000)
     assert editor_state(page)["points"] == ""
@@ -223,7 +212,7 @@ def test_click_shows_the_mask_then_queue_saves_it(page, server, base_dir, refere
     # The points are saved in the workflow and sent in the prompt; the canvas widget is not.
     out = page.evaluate("""async () => {
         const node = window.app.graph._nodes.find(n => n.type === 'MotionKitClickToMask');
-        const saved = window.app.graph.serialize().nodes.find(n => n.id === node.id);
+        const saved = window.app.graph.serialize().nodes.find(n => String(n.id) === String(node.id));
         const prompt = (await window.app.graphToPrompt()).output[String(node.id)];
         return {saved: saved.widgets_values, inputs: prompt.inputs}; }""")
     assert out["saved"] == [s["points"]]
@@ -237,6 +226,16 @@ def test_click_shows_the_mask_then_queue_saves_it(page, server, base_dir, refere
     assert np.array_equal(saved, np.logical_or.reduce([m for m, _, _ in expected]))
     # the segmented frame is handed back to the editor
     assert entry["outputs"][node_id["MotionKitClickToMask"]]["motionkit_sam_image"][0]["type"] == "temp"
+    assert not our_errors(page), our_errors(page)
+
+    # Reload the page: the frontend restores the workflow, and the editor shows the image, the points and
+    # their masks again, without a run.
+    wait_until_persisted(page, "[[16,40]]")  # the dragged point, only in the edited points
+    page.reload()
+    wait_for_app(page, "MotionKitClickToMask")
+    page.wait_for_function(IMAGE_SHOWN, timeout=30_000)
+    s2 = wait_for_masks(page, 2, points=s["points"])
+    assert s2["maskPixels"] == s["maskPixels"]
     assert not our_errors(page), our_errors(page)
 
 
@@ -301,7 +300,7 @@ def test_without_a_load_image_upstream_the_first_run_shows_the_frame(page, serve
     error = next(m[1] for m in failed["status"]["messages"] if m[0] == "execution_error")
     assert error["node_type"] == "MotionKitClickToMask" and "there are no points yet" in error["exception_message"]
     page.wait_for_function(IMAGE_SHOWN, timeout=30_000)
-    close_dialogs(page)  # the frontend's execution-error dialog
+    dismiss_overlays(page)  # the frontend's execution-error dialog (1.2x) or issues overlay (1.48+)
 
     page.mouse.click(*client_xy(page, 28, 32))
     s = wait_for_masks(page, 1)

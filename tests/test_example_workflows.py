@@ -8,9 +8,11 @@ the tiny random SVD checkpoint (and the other tiny stand-ins in ``TINY_WEIGHTS``
 and each video must decode to 4 frames of 64x64. A workflow is skipped only when it uses a node listed
 in ``NEEDS_WEIGHTS`` (weights the harness cannot build), with the reason shown.
 
-The browser test loads each workflow into the real ComfyUI frontend (headless Chromium), and checks that
-the frontend's own ``graphToPrompt`` gives the same prompt as ``ui_to_api``, also for a variant with the
-MotionKit nodes bypassed, a Reroute and a seed PrimitiveNode.
+The browser test loads each workflow into the real ComfyUI frontend (headless Chromium; the frontend of the
+session's lane, see ``motionkit_testing/frontends.py``), checks that it reports nothing but missing models
+(each offered with its download URL) and missing input files, and that the frontend's own ``graphToPrompt``
+gives the same prompt as ``ui_to_api``, also for a variant with the MotionKit nodes bypassed, a Reroute and
+a seed PrimitiveNode.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from motionkit_testing.browser import CHROMIUM, CHROMIUM_ARGS, playwright_and_chromium
+from motionkit_testing.browser import CHROMIUM, CHROMIUM_ARGS, load_issues, open_app, playwright_and_chromium
 from motionkit_testing.comfy_session import PACK_DIRNAME
 from motionkit_testing.ui_format import FRONTEND_ONLY, MUTED, BYPASSED, ui_to_api, widget_problems
 from motionkit_testing.workflows import TINY_RUN, adapt_to_tiny_models, load_workflow
@@ -55,10 +57,16 @@ def _tiny_sam(base_dir: Path) -> str:
     return ensure_tiny_sam(base_dir)["pth"]
 
 
+def _tiny_puppet_master(base_dir: Path) -> str:
+    from motionkit_testing.tiny_puppet_master import ensure_tiny_puppet_master
+    return ensure_tiny_puppet_master(base_dir)
+
+
 # Loader nodes whose weights the harness builds as tiny seeded random stand-ins:
 # node type -> (the input naming the file, a writer that puts the tiny file in place and returns its name).
 TINY_WEIGHTS = {
     "MotionKitSAMLoader": ("model_name", _tiny_sam),
+    "MotionKitPuppetMasterLoader": ("unet_name", _tiny_puppet_master),
 }
 
 # Inputs a user fills in interactively (a saved workflow may leave them empty): node type -> {input: the
@@ -230,29 +238,31 @@ def test_workflow_runs_on_the_tiny_models_through_http(path, server, base_dir, t
 
 # --- the real frontend ------------------------------------------------------------------------------
 
-_LOAD_AND_EXPORT = """async (wf) => {
-    const dialogs = () => Array.from(document.querySelectorAll('.p-dialog')).map(d => d.innerText);
-    // close what an earlier workflow opened (its missing-models dialog), so this one's dialogs are seen
-    for (const b of document.querySelectorAll('.p-dialog .p-dialog-close-button')) b.click();
-    for (let i = 0; i < 50 && document.querySelector('.p-dialog'); i++) await new Promise(r => setTimeout(r, 100));
-    const before = dialogs();
-    const errors = [];
-    const onError = (e) => errors.push(String(e.message || e.reason || e));
-    window.addEventListener('error', onError);
-    window.addEventListener('unhandledrejection', onError);
+# errors the page raises while the workflow loads or the variant is built (window.motionkitErrors)
+_LISTEN = """
+    window.motionkitOnError ??= (e) => window.motionkitErrors.push(String(e.message || e.reason || e));
+    window.addEventListener('error', window.motionkitOnError);
+    window.addEventListener('unhandledrejection', window.motionkitOnError);"""
+_UNLISTEN = """
+    window.removeEventListener('error', window.motionkitOnError);
+    window.removeEventListener('unhandledrejection', window.motionkitOnError);"""
+
+_LOAD = """async (wf) => {
+    window.motionkitErrors = [];""" + _LISTEN + """
     await window.app.loadGraphData(wf);
     await new Promise(r => setTimeout(r, 1000));
     const g = window.app.graph;
-    const result = {
-        types: g._nodes.map(n => n.type),
-        saved: g.serialize(),
-        prompt: (await window.app.graphToPrompt()).output,
-        dialogs: dialogs().filter(d => !before.includes(d)),
-    };
+    const result = {types: g._nodes.map(n => n.type), saved: g.serialize(),
+                    prompt: (await window.app.graphToPrompt()).output};""" + _UNLISTEN + """
+    return result;
+}"""
+
+_VARIANT = """async () => {""" + _LISTEN + """
     // A variant built by the frontend itself: MotionKit nodes bypassed, a legacy Reroute on the first
     // link, and a PrimitiveNode driving the first 'seed' widget.
+    const g = window.app.graph, result = {};
     for (const n of g._nodes) if (n.type.startsWith('MotionKit')) n.mode = 4;
-    const link = Object.values(g.links)[0];
+    const link = (g.links instanceof Map ? [...g.links.values()] : Object.values(g.links))[0];
     if (link) {
         const reroute = LiteGraph.createNode('Reroute');
         g.add(reroute);
@@ -271,9 +281,7 @@ _LOAD_AND_EXPORT = """async (wf) => {
     result.variant_prompt = (await window.app.graphToPrompt()).output;
     result.variant_saved = g.serialize();
     result.variant_has_primitive = !!seeded;
-    result.errors = errors;
-    window.removeEventListener('error', onError);
-    window.removeEventListener('unhandledrejection', onError);
+    result.errors = window.motionkitErrors;""" + _UNLISTEN + """
     return result;
 }"""
 
@@ -284,38 +292,39 @@ def _without_meta(prompt: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def frontend_page(server):
+    # the lane's user settings (tutorial done: no first-visit template browser) are written by the server fixture
     sync_api = playwright_and_chromium()
-    # A first visit opens the template browser over everything; mark the tutorial as seen, as a user would.
-    req = urllib.request.Request(f"{server.url}/settings/Comfy.TutorialCompleted", data=b"true", method="POST",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=30).close()
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.goto(server.url)
-        page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph && "
-                               "LiteGraph.registered_node_types['MotionKitAllToFirstAttention']", timeout=120_000)
-        yield page
+        yield open_app(browser, server, "MotionKitAllToFirstAttention")
         browser.close()
 
 
 @pytest.mark.server
 @pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.parametrize("path", WORKFLOWS, ids=IDS)
 def test_frontend_loads_the_workflow_and_agrees_with_ui_to_api(path, frontend_page, server, object_info):
     wf = load_workflow(path)
-    res = frontend_page.evaluate(_LOAD_AND_EXPORT, wf)
-    assert not res["errors"], f"the frontend raised while loading {path.name}: {res['errors']}"
+    res = frontend_page.evaluate(_LOAD, wf)
     assert sorted(res["types"]) == sorted(n["type"] for n in wf["nodes"])
     assert any(t.startswith("MotionKit") for t in res["types"])
 
-    # The only dialog loading may open is the missing-models one, and it must offer each declared model.
-    for text in res["dialogs"]:
-        assert text.startswith("Missing Models"), f"unexpected dialog on load: {text[:300]}"
+    # Loading reports only missing models and input files (in the frontend's "Missing Models" dialog or
+    # its issues panel), and offers each declared model that is not installed with its download URL.
+    issues = load_issues(frontend_page)
+    if issues["ui"] == "dialog":
+        for text in issues["texts"]:
+            assert text.startswith("Missing Models"), f"unexpected dialog on load: {text[:300]}"
+    assert set(issues["groups"]) <= {"missing-model", "missing-media"}, issues["texts"]
     for model in (m for n in wf["nodes"] for m in n.get("properties", {}).get("models", [])):
         if model["name"] not in server.get(f"/models/{model['directory']}"):
-            assert any(model["name"] in text for text in res["dialogs"]), \
-                f"the frontend does not offer to download {model['directory']}/{model['name']}"
+            offered = issues["models"].get(model["name"])
+            assert offered and offered["url"], \
+                f"the frontend does not offer to download {model['directory']}/{model['name']}: {issues}"
+            assert offered.get("directory") in (None, model["directory"]), (model, offered)
+    res.update(frontend_page.evaluate(_VARIANT))
+    assert not res["errors"], f"the frontend raised while loading {path.name}: {res['errors']}"
 
     # Loaded as saved: re-saving changes no widget value, and both convert to the frontend's prompt.
     assert ui_to_api(res["saved"], object_info) == ui_to_api(wf, object_info)
