@@ -73,7 +73,9 @@ FULL_SVD = SVDSpec("svd", model_channels=320, channel_mult=(1, 2, 4, 4), num_res
                    head_channels=64, clip_hidden=1280, clip_layers=32, clip_heads=16, clip_image_size=224)
 # For CPU benchmarks: the real layout (4 levels, 2 res blocks, 64-channel heads) at reduced width.
 MID = SVDSpec("mid", model_channels=64, channel_mult=(1, 2, 4, 4), num_res_blocks=2, context_dim=256, head_channels=32)
-SPECS = {s.name: s for s in (TINY, MID)}
+# The Control World's model (benchmarks/control_world): trained, not random; 64x64 frames, 8x8 latents.
+WORLD = SVDSpec("world", model_channels=64, channel_mult=(1, 2), num_res_blocks=1, context_dim=64, head_channels=32)
+SPECS = {s.name: s for s in (TINY, MID, WORLD)}
 
 
 def build_unet(spec: SVDSpec, device="cpu", dtype=torch.float32, seed: int | None = 0):

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Control World: does each MotionKit control move the object where the user drew?
+
+For ``--clips N`` held-out clips drawn from ``--seed S`` (training clips come from another seed range, see
+models.training_seed), every row below runs as an API workflow through ComfyUI's real executor on the
+trained world model: Load Image (frame 0) + the ground-truth masks -> Arrows to Trajectories (the clip's
+ground-truth arrows, linear easing) -> the row's control nodes -> SVD conditioning (64x64, 8 frames) ->
+KSampler (euler, karras, ``--steps``, cfg 1, the same seed for every row) -> VAE Decode. Each decoded
+video is tracked by colour and measured against the requested trajectory (measure.py): ObjMC, appearance
+error, background drift, mean sprite speed. The table gives the median (and the 25-75 % spread) over clips;
+the last line printed is one JSON object with every row's figures.
+
+The first run trains the world model (models.py) and a TrackAdapter with the pack's own trainer
+(scripts/train_trackadapter.py, unchanged) on world clips, and caches both in the user cache
+(``~/.cache/motionkit/control_world``); later runs reuse them.
+
+Usage: ``.venv/bin/python benchmarks/control_world/evaluate.py --clips 20 --seed 1 [--steps 12]
+[--threads 1] [--train-only]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from motionkit_testing import comfy_session as cs  # noqa: E402
+from control_world import measure, models, world  # noqa: E402
+
+ROWS = [
+    ("no control", ()),
+    ("TrackAdapter, trained", ("trackadapter_trained",)),
+    ("TrackAdapter, training-free", ("trackadapter_free",)),
+    ("Motion field + Motion-Augmented Attention", ("motion_field",)),
+    ("All-to-First", ("all_to_first",)),
+    ("All-to-First + TrackAdapter, trained", ("all_to_first", "trackadapter_trained")),
+    ("All-to-First + TrackAdapter, training-free", ("all_to_first", "trackadapter_free")),
+    ("All-to-First + Motion field + MAA", ("all_to_first", "motion_field")),
+]
+NOT_RUN = {
+    "Still-Moving motion adapter (alpha -1/0/+1)": (
+        "not run: MotionKit's Still-Moving trainers train on SD1.5 + motion modules only (frozen videos under one "
+        "text prompt); the world model is SVD, whose every video has its own frame-0 conditioning. The adapter "
+        "node applies to SVD, but there is no SVD-trained motion adapter to apply."),
+    "Puppet-Master drags": (
+        "not run: Puppet-Master's drag modules come with its official fine-tuned UNet; MotionKit has no trainer "
+        "for them, so there are no world-trained drag modules."),
+}
+TRACKADAPTER_STEPS = 1500
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=12, help="sampling steps")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--train-only", action="store_true", help="train (or find) the cached models and stop")
+    ap.add_argument("--unet-steps", type=int, default=models.TrainPlan.unet_steps)
+    ap.add_argument("--vae-steps", type=int, default=models.TrainPlan.vae_steps)
+    ap.add_argument("--trackadapter-steps", type=int, default=TRACKADAPTER_STEPS)
+    return ap.parse_args(argv)
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --- the pack's TrackAdapter trainer on world clips ------------------------------------------------------
+
+def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int) -> tuple[str, float]:
+    """A TrackAdapter trained by scripts/train_trackadapter.py on world clips (cached); its name in
+    models/trackadapter and the training minutes (0 when cached)."""
+    import importlib.util
+    import numpy as np
+    from motionkit_testing.pack import pack_module
+    clips_mod = pack_module("trackadapter_clips")
+    name = f"motionkit_control_world_{plan.key()}_ta{steps}.safetensors"
+    cached = models.cache_dir() / name
+    minutes = 0.0
+    if not cached.is_file():
+        folder = models.cache_dir() / f"trackadapter_clips_{plan.key()}"
+        if not folder.is_dir():
+            tmp = folder.with_name(folder.name + ".partial")
+            tmp.mkdir(parents=True, exist_ok=True)
+            for i in range(64):
+                clip = world.make_clip(models.training_seed(plan, 5 * 10 ** 5 + i), plan.world)
+                path, ids = world.ground_truth_tracks(clip)
+                clips_mod.write_clip(tmp / f"clip_{i:03d}.safetensors", (clip.frames * 255).round().astype(np.uint8),
+                                     path.astype(np.float32), np.ones(path.shape[:2], bool), ids,
+                                     clip.masks.astype(np.uint8))
+            tmp.rename(folder)
+        spec = importlib.util.spec_from_file_location("train_trackadapter_cli", REPO / "scripts" / "train_trackadapter.py")
+        cli = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(cli)
+        ckpt_path = session.base / "models" / "checkpoints" / ckpt
+        tick = time.perf_counter()
+        cli.main(["--checkpoint", str(ckpt_path), "--clips", str(folder), "--out", str(cached), "--steps", str(steps),
+                  "--lr", "3e-4", "--encoder-channels", "8,16,32", "--feature-channels", "32", "--save-every", "250",
+                  "--resume", "--device", "cpu", "--seed", str(plan.seed)])
+        minutes = (time.perf_counter() - tick) / 60
+    folder = session.base / "models" / "trackadapter"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / name).exists():
+        (folder / name).symlink_to(cached)
+    return name, minutes
+
+
+# --- one workflow per clip and row -----------------------------------------------------------------------
+
+def clip_inputs(session, clip, index: int) -> dict:
+    """Frame 0 and each sprite's mask as input images of this run."""
+    import numpy as np
+    from PIL import Image
+    inputs = Path(session.base) / "input"
+    frame = f"cw_{index}_frame0.png"
+    Image.fromarray((clip.frames[0] * 255).round().astype(np.uint8)).save(inputs / frame)
+    masks = []
+    for k, mask in enumerate(clip.masks):
+        name = f"cw_{index}_mask{k}.png"
+        Image.fromarray((mask * 255).astype(np.uint8)).convert("RGB").save(inputs / name)
+        masks.append(name)
+    return {"frame": frame, "masks": masks}
+
+
+def prompt(ckpt: str, clip, files: dict, controls: tuple, seed: int, steps: int, ta_name: str) -> dict:
+    frames, size = clip.spec.frames, clip.spec.size
+    p = {
+        "ckpt": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": ckpt}},
+        "img": {"class_type": "LoadImage", "inputs": {"image": files["frame"]}},
+        "cond": {"class_type": "SVD_img2vid_Conditioning", "inputs": {
+            "clip_vision": ["ckpt", 1], "init_image": ["img", 0], "vae": ["ckpt", 2], "width": size, "height": size,
+            "video_frames": frames, "motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.0}},
+        "ks": {"class_type": "KSampler", "inputs": {
+            "model": ["ckpt", 0], "seed": seed, "steps": steps, "cfg": 1.0, "sampler_name": "euler",
+            "scheduler": "karras", "positive": ["cond", 0], "negative": ["cond", 1], "latent_image": ["cond", 2],
+            "denoise": 1.0}},
+        "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["ks", 0], "vae": ["ckpt", 2]}},
+        "sink": {"class_type": "PreviewImage", "inputs": {"images": ["decode", 0]}},
+    }
+    # the ground-truth masks as one MASK batch (mask i = sprite i), then the clip's arrows
+    images = []
+    for k, name in enumerate(files["masks"]):
+        p[f"m{k}"] = {"class_type": "LoadImage", "inputs": {"image": name}}
+        images.append([f"m{k}", 0])
+    batch = images[0]
+    for k, other in enumerate(images[1:]):
+        p[f"mb{k}"] = {"class_type": "ImageBatch", "inputs": {"image1": batch, "image2": other}}
+        batch = [f"mb{k}", 0]
+    p["masks"] = {"class_type": "ImageToMask", "inputs": {"image": batch, "channel": "red"}}
+    p["tracks"] = {"class_type": "MotionKitArrowsToTracks", "inputs": {
+        "masks": ["masks", 0], "arrows": clip.arrows_json, "num_frames": frames, "points_per_object": 4, "seed": 0,
+        "easing": "linear", "image": ["img", 0]}}
+    model = ["ckpt", 0]
+    for control in controls:
+        node = f"c_{control}"
+        if control == "all_to_first":
+            p[node] = {"class_type": "MotionKitAllToFirstAttention", "inputs": {
+                "model": model, "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
+        elif control.startswith("trackadapter"):
+            p[node] = {"class_type": "MotionKitApplyTrackAdapter", "inputs": {
+                "model": model, "tracks": ["tracks", 0], "lambda_bg": 0.4, "tau": 0.1, "strength": 1.0,
+                "start_percent": 0.0, "end_percent": 1.0, "masks": ["masks", 0]}}
+            if control == "trackadapter_trained":
+                p["ta_load"] = {"class_type": "MotionKitTrackAdapterLoader", "inputs": {"adapter_name": ta_name}}
+                p[node]["inputs"]["track_adapter"] = ["ta_load", 0]
+        elif control == "motion_field":
+            p["field"] = {"class_type": "MotionKitTracksToMotionField", "inputs": {
+                "tracks": ["tracks", 0], "masks": ["masks", 0], "boundary_softness": 4.0}}
+            p[node] = {"class_type": "MotionKitMotionAugmentedAttention", "inputs": {
+                "model": model, "motion_field": ["field", 0], "strength": 1.0, "start_percent": 0.0,
+                "end_percent": 1.0}}
+        model = [node, 0]
+    p["ks"]["inputs"]["model"] = model
+    return p
+
+
+def summarise(values: list) -> dict:
+    import numpy as np
+    a = np.asarray(values, float)
+    a = a[np.isfinite(a)]                     # speed is undefined for a video where every sprite is lost
+    if not len(a):
+        return {"median": None, "p25": None, "p75": None, "mean": None}
+    return {"median": float(np.median(a)), "p25": float(np.percentile(a, 25)), "p75": float(np.percentile(a, 75)),
+            "mean": float(a.mean())}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = cs.make_base_dir(Path(tempfile.mkdtemp(prefix="motionkit-control-world-")))
+    session = cs.InProcessComfy(base, cs.comfyui_path())
+    plan = models.TrainPlan(vae_steps=args.vae_steps, unet_steps=args.unet_steps)
+    ckpt, report = models.world_checkpoint(plan, base / "models" / "checkpoints", log)
+    ta_name, ta_minutes = trackadapter_file(session, plan, ckpt, args.trackadapter_steps)
+    training = {"world_model": report, "trackadapter": {"steps": args.trackadapter_steps, "file": ta_name,
+                                                         "minutes_this_run": ta_minutes}}
+    log(f"[control world] models: {ckpt}, {ta_name}")
+    if args.train_only:
+        print(json.dumps({"training": training}))
+        return 0
+
+    per_row = {name: [] for name, _ in ROWS}
+    ground = []
+    clips = [world.make_clip(args.seed * 10 ** 5 + i, plan.world) for i in range(args.clips)]
+    tick = time.perf_counter()
+    for i, clip in enumerate(clips):
+        files = clip_inputs(session, clip, i)
+        requested = measure.requested_positions(clip)
+        ground.append(measure.measure(clip.frames, clip, requested))
+        for name, controls in ROWS:
+            session.run(prompt(ckpt, clip, files, controls, args.seed * 1000 + i, args.steps, ta_name))
+            video = session.output("decode").cpu().numpy()
+            per_row[name].append(measure.measure(video, clip, requested))
+        log(f"[control world] clip {i + 1}/{len(clips)} ({time.perf_counter() - tick:.0f} s)")
+
+    result = {"clips": args.clips, "seed": args.seed, "steps": args.steps, "training": training, "rows": {}}
+    result["rows"]["ground-truth video (measurement floor)"] = {k: summarise([m[k] for m in ground]) for k in ground[0]}
+    for name, _ in ROWS:
+        result["rows"][name] = {k: summarise([m[k] for m in per_row[name]]) for k in per_row[name][0]}
+    for name, why in NOT_RUN.items():
+        result["rows"][name] = {"not_run": why}
+    print_table(result)
+    print(json.dumps(result, allow_nan=False))
+    return 0
+
+
+def print_table(result: dict) -> None:
+    print(f"\nControl World: {result['clips']} held-out clips (seed {result['seed']}), {result['steps']} steps, "
+          "median [25-75 %] over clips")
+    print(f"{'row':46s} {'ObjMC px':>18s} {'appearance':>18s} {'background':>18s} {'speed px/f':>12s} {'lost':>6s}")
+    for name, row in result["rows"].items():
+        if "not_run" in row:
+            print(f"{name:46s} {row['not_run']}")
+            continue
+
+        def cell(key, fmt):
+            s = row[key]
+            return f"{s['median']:{fmt}} [{s['p25']:{fmt}}-{s['p75']:{fmt}}]"
+        speed = row["speed"]["median"]
+        print(f"{name:46s} {cell('objmc', '.2f'):>18s} {cell('appearance', '.3f'):>18s} "
+              f"{cell('background', '.4f'):>18s} {'-' if speed is None else f'{speed:.2f}':>12s} "
+              f"{row['lost']['mean']:6.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
