@@ -5,7 +5,9 @@ with k-means to ``K`` control points, which spreads them evenly over the object 
 control point of an object then moves along that object's arrow: at frame ``t`` its displacement is the
 arrow path at arc-length fraction ``easing(t / (T - 1))`` minus the path's start (see ``arrows.py``).
 An object without an arrow keeps still tracks (it stays pinned); a camera arrow (the whole image is the
-"object") moves a regular grid of points over the image.
+"object") moves a regular grid of points over the image. Arrows JSON version 2 adds per-arrow timing
+(start/end frame, timed points, easing, visibility) and anchors, still tracks of an object or of the
+background (see ``arrows.py``).
 
 Choices the paper leaves open, made here:
 
@@ -26,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .arrows import Arrow, displacements, ease
+from .arrows import Anchor, Arrow, arrow_motion, ease
 from .tracks import CAMERA, TrackInputError, make_tracks
 
 OVERSAMPLE = 16       # TrackGo's s: samples per control point before k-means
@@ -114,11 +116,12 @@ def binary_masks(masks: np.ndarray) -> np.ndarray:
 
 
 def arrows_to_tracks(masks: np.ndarray, arrows: Sequence[Arrow], num_frames: int, points_per_object: int,
-                     seed: int, easing: str) -> dict:
+                     seed: int, easing: str, anchors: Sequence[Anchor] = ()) -> dict:
     """TRACKS for ``masks`` [B, H, W] (float or bool) moved by validated ``arrows``.
 
     Tracks are listed object by object (mask order, ``points_per_object`` each), then the camera grid if a
-    camera arrow is given.
+    camera arrow is given, then one track per anchor (in the document's order). Visibility is "inside the
+    image", and also False outside an arrow's frames where it says ``"visible": "range"``.
     """
     if num_frames < 2:
         raise TrackInputError("num_frames", f"num_frames is {num_frames}; a trajectory needs at least 2 frames.",
@@ -129,16 +132,25 @@ def arrows_to_tracks(masks: np.ndarray, arrows: Sequence[Arrow], num_frames: int
     binary = binary_masks(np.asarray(masks))
     height, width = binary.shape[1:]
     by_object = {a.object: a for a in arrows}
-    still = np.zeros((num_frames, 2))
+    motions = {obj: arrow_motion(arrow, num_frames, easing) for obj, arrow in by_object.items()}
+    still = (np.zeros((num_frames, 2)), np.ones(num_frames, dtype=bool))
 
-    paths, objects = [], []
+    paths, objects, shown = [], [], []
     for i, mask in enumerate(binary):
         starts = object_control_points(mask, points_per_object, seed, i)
-        moves = displacements(by_object[i].points, num_frames, easing) if i in by_object else still
+        moves, visible = motions.get(i, still)
         paths.append(starts[None] + moves[:, None])
         objects.append(np.full(len(starts), i))
+        shown.append(np.repeat(visible[:, None], len(starts), axis=1))
     if CAMERA in by_object:
         grid = camera_grid(width, height, points_per_object)
-        paths.append(grid[None] + displacements(by_object[CAMERA].points, num_frames, easing)[:, None])
+        moves, visible = motions[CAMERA]
+        paths.append(grid[None] + moves[:, None])
         objects.append(np.full(len(grid), CAMERA))
-    return make_tracks(np.concatenate(paths, axis=1), np.concatenate(objects), width, height)
+        shown.append(np.repeat(visible[:, None], len(grid), axis=1))
+    for anchor in anchors:  # exactly still, visible throughout
+        paths.append(np.repeat(np.asarray(anchor.point, dtype=np.float64)[None, None], num_frames, axis=0))
+        objects.append(np.array([anchor.object]))
+        shown.append(np.ones((num_frames, 1), dtype=bool))
+    return make_tracks(np.concatenate(paths, axis=1), np.concatenate(objects), width, height,
+                       visible=np.concatenate(shown, axis=1))

@@ -6,7 +6,8 @@ key of MotionKit extras that other consumers ignore::
 
     {
       "track_path":       torch.float32 [T, N, 2]   # (x, y) of track n at frame t, in pixels
-      "track_visibility": torch.bool    [T, N]      # False where the point is hidden (ours: outside the image)
+      "track_visibility": torch.bool    [T, N]      # False where the point is hidden (ours: outside the image,
+                                                    # or outside its arrow's frames with "visible": "range")
       "motionkit": {                                # optional; absent in core / KJNodes TRACKS
           "version": 1,                             # TRACKS_EXTRAS_VERSION; a reader rejects a newer one
           "width":  int,                            # size of the image the pixels refer to
@@ -81,12 +82,17 @@ class TrackSet:
         return TrackSet(self.path * scale, self.visible, self.object, width, height)
 
 
-def make_tracks(path: np.ndarray, object_ids: np.ndarray, width: int, height: int) -> dict:
-    """The TRACKS dict for float64 ``path`` [T, N, 2]; visibility is "inside the image"."""
+def make_tracks(path: np.ndarray, object_ids: np.ndarray, width: int, height: int,
+                visible: Optional[np.ndarray] = None) -> dict:
+    """The TRACKS dict for float64 ``path`` [T, N, 2]; visibility is "inside the image" (of the stored
+    float32 path), and ``visible`` [T, N] where given."""
     path32 = torch.from_numpy(np.ascontiguousarray(path, dtype=np.float32))
+    shown = inside_image(path32.numpy(), width, height)
+    if visible is not None:
+        shown = shown & np.asarray(visible, dtype=bool)
     return {
         "track_path": path32,
-        "track_visibility": torch.from_numpy(inside_image(path32.numpy(), width, height)),  # of the stored path
+        "track_visibility": torch.from_numpy(shown),
         EXTRAS_KEY: {
             "version": TRACKS_EXTRAS_VERSION,
             "width": int(width),

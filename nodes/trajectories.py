@@ -26,7 +26,7 @@ import comfy.model_management
 import comfy.utils
 import folder_paths
 
-from ..modules.arrows import DEFAULT_ARROWS, EASINGS, parse_arrows
+from ..modules.arrows import DEFAULT_ARROWS, EASINGS, parse_motion
 from ..modules.track_converters import drags, sparse_flow
 from ..modules.track_drawing import BACKGROUND, object_color, object_hex, tint_masks, track_maps, visualize
 from ..modules.trackgo import arrows_to_tracks, binary_masks
@@ -61,11 +61,18 @@ def frame_progress(total: int):
 
 
 def masks_array(node: str, masks) -> np.ndarray:
+    """``[objects, H, W]`` float32 from any MASK batch: ``[H, W]``, ``[B, H, W]`` (core, SAM3_Detect,
+    SAM3_TrackToMask), ``[B, 1, H, W]``; float, half or bool, on any device."""
+    shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+    if isinstance(masks, torch.Tensor) and masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
     if not isinstance(masks, torch.Tensor) or masks.ndim not in (2, 3) or masks.numel() == 0:
-        raise MotionKitInputError(node, "masks", f"expected a MASK batch [objects, height, width], got "
-                                  f"{getattr(masks, 'shape', type(masks).__name__)}.",
-                                  "connect the MASK output of Click to Mask (or any mask node).")
-    masks = masks.detach().float().cpu()
+        empty = isinstance(masks, torch.Tensor) and masks.numel() == 0
+        raise MotionKitInputError(
+            node, "masks", f"expected a MASK batch [objects, height, width], got {shape}"
+            + (" (no masks: a detector that found nothing gives an empty batch)." if empty else "."),
+            "connect the MASK output of Click to Mask (or any mask node) holding one mask per object.")
+    masks = masks.detach().cpu().float()
     return (masks[None] if masks.ndim == 2 else masks).numpy()
 
 
@@ -131,7 +138,12 @@ class MotionKitArrowsToTracks:
         "along its object's arrow (frame t: the arrow point at arc-length fraction easing(t/(num_frames-1))). "
         "Objects without an arrow stay pinned. A 'camera' arrow moves a grid over the whole image. 'arrows' is "
         "JSON {\"version\":1,\"width\":W,\"height\":H,\"arrows\":[{\"object\":0,\"points\":[[x,y],...]}]} in "
-        "pixels; a KJNodes Spline Editor coordinate string also works (track i moves mask i).")
+        "pixels; version 2 adds per arrow optional \"start_frame\"/\"end_frame\" (inclusive; still before and after), "
+        "\"easing\", \"visible\" (\"always\" or \"range\": hidden outside the frames), points [x,y,frame] reached "
+        "exactly at that frame, and \"anchors\":[{\"object\":index or null,\"point\":[x,y]}] that stay still for the "
+        "whole video (null: background, e.g. 'hold camera' around the border; anchors are tracks after the "
+        "others). A KJNodes Spline Editor coordinate string also works (track i moves mask i). Any MASK batch "
+        "works (also from core SAM3 nodes): each mask of the batch is one object.")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("TRACKS", "IMAGE")
     RETURN_NAMES = ("tracks", "preview")
@@ -146,11 +158,13 @@ class MotionKitArrowsToTracks:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "masks": ("MASK", {"tooltip": "One mask per object, as a batch (Click to Mask makes one). "
+                "masks": ("MASK", {"tooltip": "One mask per object, as a batch (Click to Mask makes one; any "
+                                              "MASK batch works, e.g. core SAM3 Detect with individual_masks). "
                                               "Object i of the arrows is mask i."}),
                 "arrows": ("STRING", {"default": DEFAULT_ARROWS, "multiline": False,
-                                      "tooltip": "Arrows JSON written by the editor (hidden), or a KJNodes Spline "
-                                                 "Editor coordinate string when linked."}),
+                                      "tooltip": "Arrows JSON (version 1 or 2, see modules/arrows.py) written by the "
+                                                 "editor (hidden), or a KJNodes Spline Editor coordinate string "
+                                                 "when linked."}),
                 "num_frames": ("INT", {"default": 14, "min": 2, "max": 1024,
                                        "tooltip": "Frames of the trajectory (SVD: 14, SVD-XT: 25)."}),
                 "points_per_object": ("INT", {"default": 8, "min": 1, "max": 256,
@@ -158,7 +172,8 @@ class MotionKitArrowsToTracks:
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
                                  "tooltip": "Seed of the point sampling and k-means; same seed, same tracks."}),
                 "easing": (list(EASINGS), {"default": "linear",
-                                           "tooltip": "Speed along the arrow over time (core GenerateTracks' curves)."}),
+                                           "tooltip": "Speed along the arrow over time (core GenerateTracks' curves); "
+                                                      "an arrow's own \"easing\" (version 2) replaces it."}),
             },
             "optional": {
                 "image": ("IMAGE", {"tooltip": "The image the masks belong to; shown behind the editor and the "
@@ -177,8 +192,9 @@ class MotionKitArrowsToTracks:
                 f"{width}x{height}.", "make the masks from this image (or resize both to the same size).")
         with user_errors(node):
             binary = binary_masks(mask_np)
-            parsed = parse_arrows(arrows, len(binary), width, height)
-            tracks = arrows_to_tracks(binary, parsed, int(num_frames), int(points_per_object), int(seed), easing)
+            motion = parse_motion(arrows, len(binary), width, height)
+            tracks = arrows_to_tracks(binary, motion.arrows, int(num_frames), int(points_per_object), int(seed),
+                                      easing, anchors=motion.anchors)
             ts = read_tracks(tracks)
         background = image_np[0] if image_np is not None else tint_masks(
             np.full((height, width, 3), BACKGROUND, dtype=np.float32), binary)

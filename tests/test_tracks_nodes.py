@@ -156,6 +156,99 @@ def test_same_seed_same_tracks_and_a_kjnodes_coordinate_string(comfy, images):
     assert torch.equal(from_kj["track_path"], first[:, :8])
 
 
+# --- arrows JSON version 2 and MASK batches of any layout -----------------------------------------------
+
+def test_v2_timing_and_anchors_in_a_prompt(comfy, images):
+    """Version 2 through the executor: object 0 moves only in frames 2..6, reaching its bend exactly at
+    frame 4 and hidden outside its range; object 1 is pinned by an anchor; background anchors hold the
+    camera (the last tracks)."""
+    text = json.dumps({"version": 2, "width": W, "height": H, "arrows": [
+        {"object": 0, "points": [[10, 12], [20, 4, 4], [30, 12]], "start_frame": 2, "end_frame": 6,
+         "easing": "ease-out", "visible": "range"}],
+        "anchors": [{"object": 1, "point": [33, 20]}, {"object": None, "point": [1, 1]},
+                    {"object": None, "point": [46, 30]}]})
+    comfy.run(arrows_prompt(text, frames=9, k=3, easing="linear"))
+    tracks = output(comfy, "arrows")
+    path, visible = tracks["track_path"].numpy(), tracks["track_visibility"].numpy()
+    objects = tracks["motionkit"]["object"].tolist()
+    assert path.shape == (9, 9, 2) and objects == [0, 0, 0, 1, 1, 1, 1, -1, -1]
+    obj0 = path[:, :3].astype(np.float64)
+    assert np.array_equal(path[:3, :3], np.broadcast_to(path[0, :3], (3, 3, 2)))       # still up to frame 2
+    np.testing.assert_allclose(obj0[4] - obj0[0], np.full((3, 2), [10.0, -8.0]), atol=1e-5)   # the bend at frame 4
+    assert np.array_equal(path[6:, :3], np.broadcast_to(path[6, :3], (3, 3, 2)))       # still from frame 6
+    np.testing.assert_allclose(obj0[6] - obj0[0], np.full((3, 2), [20.0, 0.0]), atol=1e-5)
+    assert visible[2:7, :3].all() and not visible[:2, :3].any() and not visible[7:, :3].any()
+    assert np.array_equal(path[:, 6:], np.broadcast_to(np.float32([[33, 20], [1, 1], [46, 30]]), (9, 3, 2)))
+    assert visible[:, 3:].all()
+
+
+def arrows_node(comfy):
+    import nodes
+    return nodes.NODE_CLASS_MAPPINGS["MotionKitArrowsToTracks"]()
+
+
+@pytest.mark.parametrize("layout", ["B,H,W float", "B,1,H,W", "bool", "half", "H,W (one object)", "soft 0..1"])
+def test_any_mask_batch_layout_gives_the_same_tracks(comfy, layout):
+    masks = torch.zeros(2, 20, 30)
+    masks[0, 2:8, 3:12] = 1.0
+    masks[1, 10:18, 15:28] = 1.0
+    text = doc([(0, [[5, 5], [20, 8]])], 30, 20)
+    want = arrows_node(comfy).build(masks, text, 5, 4, 0, "linear")["result"][0]["track_path"]
+    given = {"B,H,W float": masks, "B,1,H,W": masks[:, None], "bool": masks > 0, "half": masks.half(),
+             "H,W (one object)": masks[0], "soft 0..1": masks * 0.4 + 0.55 * (masks > 0)}[layout]
+    got = arrows_node(comfy).build(given, text, 5, 4, 0, "linear")["result"][0]["track_path"]
+    assert torch.equal(got, want[:, :4] if layout == "H,W (one object)" else want)
+
+
+def test_an_empty_mask_batch_says_so(comfy):
+    with pytest.raises(ValueError) as excinfo:
+        arrows_node(comfy).build(torch.zeros(0, 20, 30), doc([], 30, 20), 5, 4, 0, "linear")
+    message = str(excinfo.value)
+    assert type(excinfo.value).__name__ == "MotionKitInputError" and "input 'masks'" in message
+    assert "(0, 20, 30)" in message and "found nothing" in message
+
+
+def test_core_sam3_masks_feed_arrows_to_trajectories(comfy, images, monkeypatch):
+    """Core SAM3 Track to Mask (v0.33.0; no SAM3 weights needed: its input is tracked masks, given here by a
+    test node) emits a soft [frames, H, W] MASK batch: Arrows to Trajectories takes it."""
+    import nodes
+    if "SAM3_TrackToMask" not in nodes.NODE_CLASS_MAPPINGS:
+        pytest.skip("this ComfyUI has no core SAM3 nodes (they arrived after v0.3.64)")
+    from comfy.ldm.sam3.tracker import pack_masks
+
+    class TrackData:  # what SAM3_VideoTrack outputs: bit-packed masks [frames, objects, h, w / 8]
+        RETURN_TYPES = ("SAM3_TRACK_DATA",)
+        FUNCTION = "make"
+        CATEGORY = "testing"
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {}}
+
+        def make(self):
+            low = torch.zeros(1, 2, H // 2, W // 2)
+            low[0, 0, 4:10, 2:9] = 1.0    # object 0: the red box at half resolution
+            low[0, 1, 7:13, 14:20] = 1.0  # object 1: the green box
+            return ({"packed_masks": pack_masks(low), "orig_size": (H, W), "n_frames": 1},)
+
+    monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, "MotionKitTestSAM3TrackData", TrackData)
+    p = arrows_prompt(doc([(0, [[10, 12], [20, 12]])]), masks=("sam3_mask", 0))
+    p["track_data"] = {"class_type": "MotionKitTestSAM3TrackData", "inputs": {}}
+    p["sam3_mask"] = {"class_type": "SAM3_TrackToMask", "inputs": {"track_data": ["track_data", 0],
+                                                                    "object_indices": "0"}}
+    p["mask_out"] = {"class_type": "PreviewAny", "inputs": {"source": ["sam3_mask", 0]}}
+    comfy.run(p)
+    sam3_mask = output(comfy, "sam3_mask")
+    assert sam3_mask.shape == (1, H, W) and ((sam3_mask > 0) & (sam3_mask < 1)).any()   # soft (bilinear) edges
+    tracks = output(comfy, "arrows")
+    assert tracks["motionkit"]["object"].tolist() == [0, 0, 0, 0]
+    x, y = tracks["track_path"][0].T.numpy()
+    inside = (sam3_mask[0] > 0.5).numpy()
+    assert inside[y.astype(int), x.astype(int)].all()
+    np.testing.assert_allclose((tracks["track_path"][-1] - tracks["track_path"][0]).numpy(),
+                               np.full((4, 2), [10.0, 0.0]), atol=1e-5)
+
+
 # --- converters -----------------------------------------------------------------------------------
 
 def test_converters_in_a_prompt(comfy, images):
@@ -268,7 +361,15 @@ BAD_ARROWS = [
     (doc([(2, [[5, 5], [9, 9]])]), "arrows", "names object 2, but 'masks' holds 2"),
     (doc([(0, [[5, 5], [60, 9]])]), "arrows", "outside the 48x32 image"),
     ('{"version": 1, "width": 48, "height": 32, "arrows": [', "arrows", "not valid JSON"),
-    (doc([(0, [[5, 5], [9, 9]])], version=2), "arrows", "version 2 is newer"),
+    (doc([(0, [[5, 5], [9, 9]])], version=3), "arrows", "version 3 is newer"),
+    (json.dumps({"version": 2, "width": W, "height": H, "arrows": [
+        {"object": 0, "points": [[5, 5], [9, 9]], "start_frame": 3, "end_frame": 2}]}), "arrows",
+     "arrow 0 starts at frame 3 and ends at frame 2"),
+    (json.dumps({"version": 2, "width": W, "height": H, "arrows": [
+        {"object": 1, "points": [[5, 5], [7, 7, 1], [8, 8, 1], [9, 9]]}]}), "arrows",
+     "arrow 0 point 2 is timed at frame 1, not after point 1 (frame 1)"),
+    (json.dumps({"version": 2, "width": W, "height": H, "arrows": [],
+                 "anchors": [{"object": 5, "point": [3, 3]}]}), "arrows", "anchor 0 names object 5"),
     (json.dumps({"width": 48, "height": 32, "arrows": []}), "arrows", "no integer 'version'"),
     (doc([(0, [[5, 5]])]), "arrows", "at least 2"),
     (doc([(0, [[5, 5], [9, 9]]), (0, [[6, 6], [7, 7]])]), "arrows", "both move object 0"),

@@ -233,3 +233,259 @@ def test_visibility_is_of_the_stored_float32_path():
     tracks = tracks_mod.make_tracks(path, np.zeros(1, np.int64), 32, 32)
     assert float(tracks["track_path"][0, 0, 1]) == 32.0
     assert tracks["track_visibility"].tolist() == [[False], [True]]
+
+
+# --- arrows JSON version 2: per-arrow timing, timed points, visibility, anchors ---------------------------
+
+def v1_scene(i):
+    """A seeded v1 scene (masks, arrows JSON v1, frames, k, easing, seed), independent of the code under test."""
+    rng = np.random.default_rng([2026, i])
+    h, w = int(rng.integers(12, 48)), int(rng.integers(12, 48))
+    n = int(rng.integers(1, 4))
+    masks = np.zeros((n, h, w), np.float32)
+    for o in range(n):
+        y0, x0 = int(rng.integers(0, h - 2)), int(rng.integers(0, w - 2))
+        masks[o, y0:y0 + int(rng.integers(2, h - y0 + 1)), x0:x0 + int(rng.integers(2, w - x0 + 1))] = 1.0
+    arrows = []
+    for obj in [*range(n), "camera"]:
+        if rng.random() < 0.7:
+            pts = [[round(float(rng.uniform(0, w)), 3), round(float(rng.uniform(0, h)), 3)]
+                   for _ in range(int(rng.integers(2, 5)))]
+            arrows.append({"object": obj, "points": pts})
+    scale = float(rng.choice([1.0, 2.0]))
+    doc = {"version": 1, "width": w * scale, "height": h * scale,
+           "arrows": [{"object": a["object"], "points": [[x * scale, y * scale] for x, y in a["points"]]}
+                      for a in arrows]}
+    return masks, doc, int(rng.integers(2, 40)), int(rng.integers(1, 10)), EASINGS[i % 4], int(rng.integers(0, 2 ** 63))
+
+
+# sha256 (first 16 hex digits) of track_path, track_visibility and object bytes of v1_scene(0..11), recorded
+# with the version-1-only implementation (commit 29592ec) before version 2 was added
+V1_GOLDEN = ['9dd48ee40316e145', 'a98ab485d73b452c', '6459a00496f1176d', '9628f9c346d463be', '121f60cbf6cf466e',
+             'acfb7d7d5ecce657', 'f4f969c4a611ceb8', '039405c8f7126511', '689e36b39d559527', '4692181fc441ed78',
+             'b31ca77d15ce1096', 'bbf7cde345205f8d']
+
+
+def tracks_digest(tracks) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for t in (tracks["track_path"], tracks["track_visibility"], tracks["motionkit"]["object"]):
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def from_doc(masks, doc, frames, k, seed, easing):
+    h, w = masks.shape[1:]
+    motion = arrows_mod.parse_motion(json.dumps(doc), len(masks), w, h)
+    return trackgo.arrows_to_tracks(masks, motion.arrows, frames, k, seed, easing, anchors=motion.anchors)
+
+
+@pytest.mark.parametrize("i", range(len(V1_GOLDEN)))
+def test_v1_documents_give_todays_tracks_bit_for_bit(i):
+    masks, doc, frames, k, easing, seed = v1_scene(i)
+    tracks = from_doc(masks, doc, frames, k, seed, easing)
+    assert tracks_digest(tracks) == V1_GOLDEN[i]
+    # v1's rule with the v1 function, bit for bit: start + displacements(points, T, easing)
+    h, w = masks.shape[1:]
+    path = tracks["track_path"].numpy()
+    objects = tracks["motionkit"]["object"].numpy()
+    for arrow in arrows_mod.parse_arrows(json.dumps(doc), len(masks), w, h):
+        idx = np.flatnonzero(objects == arrow.object)
+        starts = trackgo.camera_grid(w, h, k) if arrow.object == -1 else \
+            trackgo.object_control_points(masks[arrow.object] > 0.5, k, seed, arrow.object)
+        want = (starts[None] + arrows_mod.displacements(arrow.points, frames, easing)[:, None]).astype(np.float32)
+        assert np.array_equal(path[:, idx], want)
+    # the same document as version 2 without any version-2 field, and a v1 document carrying v2 fields
+    # (ignored in version 1) give the same bytes
+    assert tracks_digest(from_doc(masks, dict(doc, version=2), frames, k, seed, easing)) == V1_GOLDEN[i]
+    noisy = dict(doc, anchors=[{"object": None, "point": [1, 1]}],
+                 arrows=[dict(a, start_frame=1, end_frame=1, easing="nonsense", visible="range") for a in doc["arrows"]])
+    assert tracks_digest(from_doc(masks, noisy, frames, k, seed, easing)) == V1_GOLDEN[i]
+
+
+@st.composite
+def timed_scenes(draw):
+    """A version-2 scene: every arrow with a random frame range (or the defaults), some interior points timed
+    at increasing frames, its own easing or the node's, visibility; anchors of objects and the background."""
+    scene = draw(scenes())
+    frames, (h, w) = scene["frames"], scene["masks"].shape[1:]
+    n_obj = len(scene["masks"])
+    arrows = []
+    for obj, pts in scene["arrows"]:
+        start = draw(st.integers(0, frames - 2))
+        end = draw(st.integers(start + 1, frames - 1))
+        interior = list(range(1, len(pts) - 1))
+        inside = list(range(start + 1, end))
+        n_timed = draw(st.integers(0, min(len(interior), len(inside))))
+        timed_points = sorted(draw(st.lists(st.sampled_from(interior), min_size=n_timed, max_size=n_timed,
+                                            unique=True))) if n_timed else []
+        timed_frames = sorted(draw(st.lists(st.sampled_from(inside), min_size=n_timed, max_size=n_timed,
+                                            unique=True))) if n_timed else []
+        timing = dict(zip(timed_points, timed_frames))
+        if draw(st.booleans()):  # sometimes the first / last point carries its (implicit) frame
+            timing[0], timing[len(pts) - 1] = start, end
+        points = [[x, y, timing[j]] if j in timing else [x, y] for j, (x, y) in enumerate(pts)]
+        arrow = {"object": obj, "points": points}
+        defaults = draw(st.booleans())
+        if not (defaults and start == 0 and end == frames - 1):
+            arrow.update(start_frame=start, end_frame=end)
+        if draw(st.booleans()):
+            arrow["easing"] = draw(st.sampled_from(EASINGS))
+        arrow["visible"] = draw(st.sampled_from(["always", "range"]))
+        arrows.append((arrow, start, end, timing))
+    camera = any(obj == "camera" for obj, _ in scene["arrows"])
+    owners = [*range(n_obj)] + ([] if camera else [None])
+    point = st.tuples(st.floats(0, w - 0.01, allow_nan=False), st.floats(0, h - 0.01, allow_nan=False))
+    anchors = [{"object": o, "point": list(p)}
+               for o, p in draw(st.lists(st.tuples(st.sampled_from(owners), point), max_size=4))]
+    doc = {"version": 2, "width": w, "height": h, "arrows": [a for a, *_ in arrows], "anchors": anchors}
+    return dict(scene, doc=doc, timing=[(a, s, e, t) for a, s, e, t in arrows])
+
+
+def ref_segment(points, u, easing):
+    return ref_point(points, REF_EASE[easing](u))
+
+
+@SETTINGS
+@given(timed_scenes())
+def test_v2_timing_model(scene):
+    masks, frames, k, seed, node_easing = scene["masks"], scene["frames"], scene["k"], scene["seed"], scene["easing"]
+    h, w = masks.shape[1:]
+    tracks = from_doc(masks, scene["doc"], frames, k, seed, node_easing)
+    path = tracks["track_path"].numpy()
+    visible = tracks["track_visibility"].numpy()
+    objects = tracks["motionkit"]["object"].numpy()
+    anchors = scene["doc"]["anchors"]
+    n_moving = path.shape[1] - len(anchors)
+    inside = (path[..., 0] >= 0) & (path[..., 0] < w) & (path[..., 1] >= 0) & (path[..., 1] < h)
+
+    for arrow, start, end, timing in scene["timing"]:
+        obj = -1 if arrow["object"] == "camera" else arrow["object"]
+        idx = np.flatnonzero(objects[:n_moving] == obj)
+        pts = np.array([p[:2] for p in arrow["points"]], dtype=np.float64)
+        starts = trackgo.camera_grid(w, h, k) if obj == -1 else \
+            trackgo.object_control_points(masks[obj] > 0.5, k, seed, obj)
+        exact = lambda j: (starts + (pts[j] - pts[0])).astype(np.float32)   # noqa: E731
+        # exactly at the start up to start_frame, exactly at the end from end_frame on (bit for bit)
+        assert np.array_equal(path[:start + 1, idx], np.broadcast_to(starts.astype(np.float32), (start + 1, *starts.shape)))
+        assert np.array_equal(path[end:, idx], np.broadcast_to(exact(-1), (frames - end, *starts.shape)))
+        # timed points are reached exactly at their frames
+        for j, f in timing.items():
+            assert np.array_equal(path[f, idx], exact(j)), (j, f)
+        # between keys: the arrow's easing along the arc length of the sub-path (float64 reference)
+        keys = sorted({(start, 0), (end, len(pts) - 1), *((f, j) for j, f in timing.items())})
+        easing = arrow.get("easing", node_easing)
+        for (f_a, a), (f_b, b) in zip(keys, keys[1:]):
+            for t in range(f_a, f_b + 1):
+                want = starts + (ref_segment(pts[a:b + 1], (t - f_a) / (f_b - f_a), easing) - pts[0])
+                np.testing.assert_allclose(path[t, idx], want, atol=2e-3, rtol=0)
+        # the motion never goes back: the distance travelled is at most the path's length
+        anchor = pts[0] + (path[:, idx[0]].astype(np.float64) - starts[0])
+        travelled = np.linalg.norm(np.diff(anchor, axis=0), axis=1).sum()
+        assert travelled <= np.linalg.norm(np.diff(pts, axis=0), axis=1).sum() + 1e-2
+        # visibility: inside the image, and for "range" only within [start_frame, end_frame]
+        shown = inside[:, idx].copy()
+        if arrow["visible"] == "range":
+            shown[:start] = False
+            shown[end + 1:] = False
+        assert np.array_equal(visible[:, idx], shown)
+
+    # objects without an arrow stay pinned and visible where inside
+    moved_objects = {(-1 if a["object"] == "camera" else a["object"]) for a, *_ in scene["timing"]}
+    for n in range(n_moving):
+        if objects[n] not in moved_objects:
+            assert np.array_equal(path[:, n], np.broadcast_to(path[0, n], path[:, n].shape))
+    # anchors: the last tracks, exactly still for the whole video, visible throughout, of their object
+    for i, anchor in enumerate(anchors):
+        n = n_moving + i
+        assert objects[n] == (-1 if anchor["object"] is None else anchor["object"])
+        assert np.array_equal(path[:, n], np.broadcast_to(np.float32(anchor["point"]), (frames, 2)))
+        assert visible[:, n].all()
+
+
+@SETTINGS
+@given(scenes())
+def test_v2_without_timing_fields_is_v1(scene):
+    """A version-2 document whose arrows carry no version-2 field (or only the defaults) gives v1's tracks."""
+    h, w = scene["masks"].shape[1:]
+    v1 = json.loads(arrows_mod.arrows_document(w, h, scene["arrows"]))
+    defaults = dict(v1, version=2, arrows=[dict(a, start_frame=0, end_frame=scene["frames"] - 1, visible="always",
+                                                easing=scene["easing"]) for a in v1["arrows"]])
+    for doc in (dict(v1, version=2), defaults):
+        a = from_doc(scene["masks"], doc, scene["frames"], scene["k"], scene["seed"], scene["easing"])
+        assert tracks_digest(a) == tracks_digest(build(scene))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(EASINGS), st.lists(st.floats(0, 1, allow_nan=False), min_size=2, max_size=20))
+def test_easing_is_monotone_and_hits_both_ends(easing, ts):
+    ts = np.sort(np.asarray(ts))
+    values = arrows_mod.ease(easing, ts)
+    assert (np.diff(values) >= 0).all() and (values >= 0).all() and (values <= 1).all()
+    assert arrows_mod.ease(easing, np.array([0.0, 1.0])).tolist() == [0.0, 1.0]
+    # and along a whole segment of frames (what arrow_motion uses)
+    for n in (2, 3, 7, 121):
+        fractions = arrows_mod.ease(easing, np.linspace(0.0, 1.0, n))
+        assert fractions[0] == 0.0 and fractions[-1] == 1.0 and (np.diff(fractions) >= 0).all()
+
+
+def v2_doc(arrows, anchors=None, width=30, height=20):
+    doc = {"version": 2, "width": width, "height": height, "arrows": arrows}
+    if anchors is not None:
+        doc["anchors"] = anchors
+    return json.dumps(doc)
+
+
+BAD_V2 = [
+    (v2_doc([{"object": 0, "points": [[1, 1], [5, 5]], "start_frame": 8, "end_frame": 4}]),
+     "arrow 0 starts at frame 8 and ends at frame 4"),
+    (v2_doc([{"object": 0, "points": [[1, 1], [5, 5]], "start_frame": 3, "end_frame": 3}]),
+     "arrow 0 starts at frame 3 and ends at frame 3"),
+    (v2_doc([{"object": 0, "points": [[1, 1], [5, 5]], "end_frame": 10}]),
+     "arrow 0 ends at frame 10, outside the video's frames 0..9"),
+    (v2_doc([{"object": 0, "points": [[1, 1], [5, 5]], "start_frame": -1}]),
+     "arrow 0 starts at frame -1, outside"),
+    (v2_doc([{"object": 0, "points": [[1, 1], [5, 5]], "start_frame": 1.5}]), "arrow 0 has start_frame 1.5, not an integer"),
+    (v2_doc([{"object": 0, "points": [[1, 1], [5, 5]], "easing": "bounce"}]), "arrow 0 has easing \"bounce\""),
+    (v2_doc([{"object": 0, "points": [[1, 1], [5, 5]], "visible": "sometimes"}]), "arrow 0 has visible \"sometimes\""),
+    (v2_doc([{"object": 0, "points": [[1, 1], [3, 3, 6], [4, 4, 5], [5, 5]]}]),
+     "arrow 0 point 2 is timed at frame 5, not after point 1 (frame 6)"),
+    (v2_doc([{"object": 0, "points": [[1, 1], [3, 3, 9], [5, 5]], "end_frame": 9}]),
+     "arrow 0 point 1 is timed at frame 9, outside its arrow's frames 0..9"),
+    (v2_doc([{"object": 0, "points": [[1, 1, 2], [5, 5]]}]), "arrow 0 point 0 is timed at frame 2, but the first point"),
+    (v2_doc([{"object": 0, "points": [[1, 1], [5, 5, 4]]}]), "arrow 0 point 1 (the last) is timed at frame 4"),
+    (v2_doc([{"object": 0, "points": [[1, 1], [5, 5, "x"]]}]), "arrow 0 point 1 has frame \"x\", not an integer"),
+    (v2_doc([], [{"object": 2, "point": [1, 1]}]), "anchor 0 names object 2, but 'masks' holds 2"),
+    (v2_doc([], [{"object": 0, "point": [30, 1]}]), "anchor 0 (30, 1) is outside the 30x20 image"),
+    (v2_doc([], [{"object": 0, "point": [1]}]), "anchor 0 has point [1], not an [x, y] pair"),
+    (v2_doc([], {"object": 0}), "'anchors' is not a list"),
+    (v2_doc([{"object": "camera", "points": [[1, 1], [5, 5]]}], [{"object": None, "point": [1, 1]}]),
+     "anchor 0 holds the camera (object null) while arrow 0 moves the camera"),
+    (json.dumps({"version": 3, "width": 30, "height": 20, "arrows": []}), "version 3 is newer than"),
+]
+
+
+@pytest.mark.parametrize("text, problem", BAD_V2, ids=[b[1][:30] for b in BAD_V2])
+def test_bad_v2_documents_are_refused_naming_the_arrow_point_or_anchor(text, problem):
+    masks = np.zeros((2, 20, 30), np.float32)
+    masks[:, 5:10, 5:10] = 1
+    with pytest.raises(tracks_mod.TrackInputError) as excinfo:
+        motion = arrows_mod.parse_motion(text, 2, 30, 20)
+        trackgo.arrows_to_tracks(masks, motion.arrows, 10, 2, 0, "linear", anchors=motion.anchors)
+    assert excinfo.value.input_name == "arrows"
+    assert problem in excinfo.value.problem, excinfo.value.problem
+    assert excinfo.value.fix
+
+
+def test_anchors_scale_with_a_resized_drawing_and_anchor_an_object_while_it_moves():
+    masks = np.zeros((1, 20, 30), np.float32)
+    masks[0, 2:12, 2:20] = 1
+    doc = {"version": 2, "width": 60, "height": 40,
+           "arrows": [{"object": 0, "points": [[10, 10], [30, 10]]}],
+           "anchors": [{"object": 0, "point": [8, 8]}, {"object": None, "point": [58, 38]}]}
+    tracks = from_doc(masks, doc, 5, 3, 0, "linear")
+    path, objects = tracks["track_path"].numpy(), tracks["motionkit"]["object"].numpy()
+    assert objects.tolist() == [0, 0, 0, 0, -1]
+    assert np.array_equal(path[:, 3], np.full((5, 2), 4.0, np.float32))
+    assert np.array_equal(path[:, 4], np.broadcast_to(np.float32([29, 19]), (5, 2)))
+    np.testing.assert_allclose(path[-1, :3] - path[0, :3], np.full((3, 2), [10.0, 0.0]), atol=1e-5)
