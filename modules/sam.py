@@ -9,7 +9,8 @@ the same inside ComfyUI. What lives here:
   official ``sam_vit_{b,l,h}`` files and any SAM ViT of the same architecture (the tiny test one) load.
   Only the decoder's head count is not visible in shapes; every SAM v1 checkpoint uses 8.
 * **Prompts.** MotionKit's versioned points JSON (and KJNodes Points Editor strings) parsed and validated
-  against the image size, with errors that say what to fix.
+  against the image size, with errors that say what to fix; core SAM3's prompt formats (coordinate strings,
+  ``BOUNDING_BOX``) read and written.
 * **Prediction.** Exactly ``SamPredictor``'s arithmetic, split so that the image embedding is computed once
   (``compute_embedding``) and each click only runs the prompt encoder and mask decoder (``predict_object``).
   Mask rule: one point and no box asks for three masks and keeps the highest predicted IoU (SAM's advice for
@@ -266,10 +267,11 @@ MAX_POINTS_PER_OBJECT = 64
 
 
 class PointsError(ValueError):
-    """A bad ``points`` value: ``problem`` says what is wrong, ``fix`` what to do."""
+    """A bad ``points`` value (or of the linked input ``input_name``): ``problem`` says what is wrong, ``fix``
+    what to do."""
 
-    def __init__(self, problem: str, fix: str):
-        self.problem, self.fix = problem, fix
+    def __init__(self, problem: str, fix: str, input_name: str = "points"):
+        self.problem, self.fix, self.input_name = problem, fix, input_name
         super().__init__(f"{problem} Fix: {fix}")
 
 
@@ -391,15 +393,18 @@ def _check_object(obj: ObjectPrompt, i: int, width: int, height: int) -> None:
                               f"{width}x{height} image.", f"use 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}.")
 
 
-def parse_points(points, image_size: Optional[tuple] = None) -> Prompts:
+def parse_points(points, image_size: Optional[tuple] = None, allow_empty: bool = False) -> Prompts:
     """Parse and validate ``points`` (JSON text, or the decoded JSON) for an image of ``(width, height)``.
 
     Accepts MotionKit's version-1 JSON and a KJNodes Points Editor coordinate list (one object of positive
     points). Every object needs a positive point or a box; every point must lie on the image; MotionKit
-    JSON must have been made on an image of exactly this size.
+    JSON must have been made on an image of exactly this size. With ``allow_empty`` (objects come from
+    elsewhere too) no points, or no objects, give no objects instead of an error.
     """
     if isinstance(points, str):
         text = points.strip()
+        if not text and allow_empty:
+            return Prompts(())
         if not text:
             raise PointsError("there are no points yet.",
                               "click on the image in the node (left: object, right: background).")
@@ -419,6 +424,8 @@ def parse_points(points, image_size: Optional[tuple] = None) -> Prompts:
     else:
         raise PointsError(f"the points are a JSON {type(data).__name__}, not an object or a list.",
                           f"use the format {POINTS_FORMAT}.")
+    if not prompts.objects and allow_empty:
+        return Prompts((), prompts.width, prompts.height, prompts.source)
     if not prompts.objects:
         raise PointsError("there are no objects.", "click on the image in the node to add a point.")
     if len(prompts.objects) > MAX_OBJECTS:
@@ -436,12 +443,137 @@ def parse_points(points, image_size: Optional[tuple] = None) -> Prompts:
     return prompts
 
 
-def _reject_normalized(obj: ObjectPrompt, width: int, height: int) -> None:
+def _reject_normalized(obj: ObjectPrompt, width: int, height: int, input_name: str = "points") -> None:
     """KJNodes can emit 0..1 coordinates ('normalize'); read as pixels they would silently hit the corner."""
-    coords = [c for p in obj.positive for c in p]
-    if max(width, height) > 2 and all(0 <= c <= 1 for c in coords) and any(c != int(c) for c in coords):
+    coords = [c for p in (*obj.positive, *obj.negative) for c in p]
+    if max(width, height) > 2 and coords and all(0 <= c <= 1 for c in coords) and any(c != int(c) for c in coords):
         raise PointsError("the coordinates all lie in 0..1, so they look normalized, but pixels are expected.",
-                          "turn off 'normalize' in the KJNodes Points Editor.")
+                          "turn off 'normalize' in the KJNodes Points Editor.", input_name)
+
+
+# --- core SAM3 formats: coordinate strings and BOUNDING_BOX ------------------------------------------------
+#
+# Core ``SAM3_Detect`` (ComfyUI >= 0.2x) takes ``positive_coords`` / ``negative_coords``, JSON strings
+# ``[{"x": x, "y": y}, ...]`` in pixels of the image (the KJNodes Points Editor format), which it reads as
+# the prompt of ONE object, and ``bboxes`` of type ``BOUNDING_BOX``: ``{"x", "y", "width", "height"}`` in
+# pixels (x, y the top-left corner), a list of them (the same boxes for every frame) or a list per frame;
+# each box is segmented separately. Its own ``bboxes`` output is a list per frame.
+
+COORDS_FORMAT = '[{"x": x, "y": y}, ...] (pixels)'
+BOX_FORMAT = '{"x", "y", "width", "height"} (pixels, x/y the top-left corner), or a list of them'
+
+
+def parse_coords(value, input_name: str) -> tuple:
+    """``((x, y), ...)`` from a KJNodes / core SAM3 coordinate string; ``None``, ``""`` and ``"[]"`` give none."""
+    if value is None:
+        return ()
+    if not isinstance(value, str):
+        raise PointsError(f"expected a STRING, got {type(value).__name__}.",
+                          f"connect a coordinate string {COORDS_FORMAT}.", input_name)
+    text = value.strip()
+    if not text:
+        return ()
+    try:
+        data = _decode(text)
+    except PointsError as e:
+        raise PointsError(e.problem, f"connect a coordinate string {COORDS_FORMAT}.", input_name) from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise PointsError(f"the coordinates are a JSON {type(data).__name__}, not a list.",
+                          f"connect a coordinate string {COORDS_FORMAT}.", input_name)
+    out = []
+    for i, p in enumerate(data):
+        if not isinstance(p, dict) or "x" not in p or "y" not in p:
+            raise PointsError(f"item {i} is {json.dumps(p)[:60]}, not {{\"x\": .., \"y\": ..}}.",
+                              f"connect a coordinate string {COORDS_FORMAT}.", input_name)
+        try:
+            out.append((_number(p["x"], f"item {i} x"), _number(p["y"], f"item {i} y")))
+        except PointsError as e:
+            raise PointsError(e.problem, e.fix, input_name) from None
+    return tuple(out)
+
+
+def parse_boxes(value, width: int, height: int, input_name: str = "bboxes") -> tuple:
+    """``((x0, y0, x1, y1), ...)`` from a core ``BOUNDING_BOX`` value (a dict, a list of dicts, or a list per
+    frame, of which frame 0's is used), clipped to the ``width x height`` image."""
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise PointsError(f"expected a BOUNDING_BOX ({BOX_FORMAT}), got {type(value).__name__}.",
+                          "connect a BOUNDING_BOX output (e.g. core SAM3 Detect, RT-DETR, Bounding Box).", input_name)
+    if value and isinstance(value[0], (list, tuple)):   # one list per frame: the first frame is segmented
+        value = value[0]
+    boxes = []
+    for i, d in enumerate(value):
+        if not isinstance(d, dict) or not all(k in d for k in ("x", "y", "width", "height")):
+            raise PointsError(f"box {i} is {str(d)[:60]}, not {BOX_FORMAT}.",
+                              "connect a BOUNDING_BOX output (e.g. core SAM3 Detect, RT-DETR, Bounding Box).",
+                              input_name)
+        try:
+            x, y, w, h = (_number(d[k], f"box {i} {k}") for k in ("x", "y", "width", "height"))
+        except PointsError as e:
+            raise PointsError(e.problem, e.fix, input_name) from None
+        x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, float(width)), min(y + h, float(height))
+        if not (w > 0 and h > 0 and x0 < x1 and y0 < y1):
+            raise PointsError(f"box {i} (x {x:g}, y {y:g}, width {w:g}, height {h:g}) is empty or outside the "
+                              f"{width}x{height} image.", "connect boxes of this image (width and height > 0).",
+                              input_name)
+        boxes.append((x0, y0, x1, y1))
+    return tuple(boxes)
+
+
+def linked_objects(positive_coords, negative_coords, bboxes, image_size: tuple) -> tuple:
+    """The objects given by core SAM3's formats: all ``positive_coords`` and ``negative_coords`` together are
+    one object (as ``SAM3_Detect`` reads them), then one object per box."""
+    width, height = image_size
+    positive = parse_coords(positive_coords, "positive_coords")
+    negative = parse_coords(negative_coords, "negative_coords")
+    objects = []
+    if negative and not positive:
+        raise PointsError("negative points alone select nothing.",
+                          "link positive_coords too (the points of one object), or unlink negative_coords.",
+                          "negative_coords")
+    if positive:
+        obj = ObjectPrompt(positive, negative)
+        _reject_normalized(obj, width, height, "positive_coords")
+        if len(positive) + len(negative) > MAX_POINTS_PER_OBJECT:
+            raise PointsError(f"{len(positive) + len(negative)} linked points; at most {MAX_POINTS_PER_OBJECT} are "
+                              "accepted for one object.", "link fewer points.", "positive_coords")
+        for name, pts in (("positive_coords", positive), ("negative_coords", negative)):
+            for j, (x, y) in enumerate(pts):
+                if not (0 <= x < width and 0 <= y < height):
+                    raise PointsError(f"point {j} ({x:g}, {y:g}) is outside the {width}x{height} image.",
+                                      f"link points of this image: 0 <= x < {width}, 0 <= y < {height} (pixels).",
+                                      name)
+        objects.append(obj)
+    objects.extend(ObjectPrompt(box=box) for box in parse_boxes(bboxes, width, height))
+    return tuple(objects)
+
+
+def coords_string(points: Sequence) -> str:
+    """Points as the KJNodes / core SAM3 coordinate string (integral values written as integers)."""
+    def num(v: float):
+        v = round(float(v), 3)
+        return int(v) if v.is_integer() else v
+    return json.dumps([{"x": num(x), "y": num(y)} for x, y in points])
+
+
+def object_box(mask: np.ndarray, obj: ObjectPrompt) -> dict:
+    """A core ``BOUNDING_BOX`` dict (integer pixels) for one object: the bounding box of its mask, or where the
+    mask is empty, of its prompt (its box, else its positive points, one pixel each)."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if len(rows):
+        x0, y0, x1, y1 = cols[0], rows[0], cols[-1] + 1, rows[-1] + 1
+    elif obj.box is not None:
+        x0, y0 = math.floor(obj.box[0]), math.floor(obj.box[1])
+        x1, y1 = math.ceil(obj.box[2]), math.ceil(obj.box[3])
+    else:
+        xs, ys = [p[0] for p in obj.positive], [p[1] for p in obj.positive]
+        x0, y0, x1, y1 = math.floor(min(xs)), math.floor(min(ys)), math.floor(max(xs)) + 1, math.floor(max(ys)) + 1
+    return {"x": int(x0), "y": int(y0), "width": int(x1 - x0), "height": int(y1 - y0)}
 
 
 # --- prediction -------------------------------------------------------------------------------------------

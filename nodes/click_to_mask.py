@@ -3,7 +3,8 @@
 Click to Mask's UI output (what the frontend hands to ``onExecuted`` and to ``executed`` listeners):
 
 * ``motionkit_sam_image``: ``[{"filename", "subfolder", "type"}]``, the frame it segmented (temp PNG);
-* ``motionkit_sam``: ``[{"width", "height", "embedding_cached", "scores"}]``;
+* ``motionkit_sam``: ``[{"width", "height", "embedding_cached", "scores", "editor_objects"}]`` (objects
+  ``0..editor_objects-1`` are the editor's, the rest come from the linked SAM3-format inputs);
 * ``motionkit_masks``: ``[{"version": 1, "width", "height", "image": <the frame's ref>,
   "masks": [{"filename", "subfolder", "type", "object"}]}]``, one plain mask PNG per object (grey, 255
   inside), so downstream editors (the arrow editor of Arrows to Trajectories) show these masks before
@@ -17,7 +18,8 @@ import comfy.model_management as mm
 import comfy.utils
 import folder_paths
 
-from ..modules.sam import POINTS_FORMAT, PointsError, draw_masks, image_digest, image_to_uint8, parse_points
+from ..modules.sam import (MAX_OBJECTS, POINTS_FORMAT, PointsError, Prompts, coords_string, draw_masks, image_digest,
+                           image_to_uint8, linked_objects, object_box, parse_points)
 from . import sam_preview
 from ._comfy import MotionKitInputError
 from ._sam import (SAMS, CheckpointError, SAMModel, checkpoint_path, load_sam_model, masks_tensor,
@@ -112,12 +114,23 @@ class MotionKitClickToMask:
         "runs only SAM's small decoder). Per object the mask is exactly segment-anything's SamPredictor: one "
         "point without a box asks for three masks and keeps the highest predicted IoU, otherwise one mask. "
         "The 'points' text is " + POINTS_FORMAT + " in pixels of that W x H image; a KJNodes Points Editor "
-        "coordinate string ([{\"x\":..,\"y\":..}]) is read as one object of positive points.")
+        "coordinate string ([{\"x\":..,\"y\":..}]) is read as one object of positive points. Core SAM3's "
+        "formats: linked positive_coords/negative_coords (KJNodes pixel strings) add one object and each linked "
+        "BOUNDING_BOX adds one object, after the editor's objects; the appended outputs give the first object's "
+        "points and every object's box in those formats, for core SAM3 Detect.")
     CATEGORY = "MotionKit"
-    RETURN_TYPES = ("MASK", "MASK", "IMAGE")
-    RETURN_NAMES = ("masks", "mask", "preview")
-    OUTPUT_TOOLTIPS = ("One mask per object, in object order.", "The union of all objects' masks.",
-                       "The masks drawn over the image (each object in its editor colour).")
+    RETURN_TYPES = ("MASK", "MASK", "IMAGE", "STRING", "STRING", "BOUNDING_BOX")
+    RETURN_NAMES = ("masks", "mask", "preview", "positive_coords", "negative_coords", "bboxes")
+    OUTPUT_TOOLTIPS = (
+        "One mask per object, in object order.", "The union of all objects' masks.",
+        "The masks drawn over the image (each object in its editor colour).",
+        "The first object's positive points as core SAM3 Detect and KJNodes take them ([{\"x\":..,\"y\":..}, ...], "
+        "pixels). SAM3 reads all points as one object, so only the first object's are given; 'bboxes' has every "
+        "object.",
+        "The first object's negative points, in the same format.",
+        "One box per object, in object order, as core SAM3 Detect emits them ([[{\"x\",\"y\",\"width\",\"height\"}, "
+        "...]] integer pixels, one list for the one frame): the bounding box of the object's mask (of its prompt "
+        "where the mask is empty).")
     FUNCTION = "segment"
 
     @classmethod
@@ -129,9 +142,29 @@ class MotionKitClickToMask:
                 "default": "", "multiline": False, "dynamicPrompts": False,
                 "tooltip": "Written by the point editor in the node. JSON: " + POINTS_FORMAT
                            + ", or a KJNodes Points Editor coordinate string."}),
+        }, "optional": {
+            # Appended inputs (sockets only, no widgets: saved widget values keep their order). BOUNDING_BOX is
+            # core's type name on hosts that define it (v0.33.0); older hosts load the node the same way, with a
+            # socket that only nodes emitting BOUNDING_BOX connect to.
+            "positive_coords": ("STRING", {
+                "forceInput": True,
+                "tooltip": "Linked only: positive points as core SAM3 Detect takes them (KJNodes Points Editor "
+                           "format [{\"x\":..,\"y\":..}, ...], pixels of the image). With negative_coords they add "
+                           "ONE object, after the editor's objects (the editor's points stay; with no editor "
+                           "points, it is object 0)."}),
+            "negative_coords": ("STRING", {
+                "forceInput": True,
+                "tooltip": "Linked only: negative points of that same object (needs positive_coords), same format."}),
+            "bboxes": ("BOUNDING_BOX", {
+                "forceInput": True,
+                "tooltip": "Linked only: core BOUNDING_BOX ({x, y, width, height} pixels, a list of them, or one "
+                           "list per frame: the first frame's). Each box adds one object, segmented from the box "
+                           "alone, after the editor's objects and the linked points' object; boxes are clipped to "
+                           "the image."}),
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
-    def segment(self, sam_model, image, points, unique_id=None):
+    def segment(self, sam_model, image, points, unique_id=None, positive_coords=None, negative_coords=None,
+                bboxes=None):
         model = require_sam(sam_model)
         frame = first_frame(image)
         height, width = int(frame.shape[0]), int(frame.shape[1])
@@ -142,9 +175,15 @@ class MotionKitClickToMask:
         editor_image = save_editor_image(pixels, digest)
         show_in_editor(unique_id, editor_image)
         try:
-            prompts = parse_points(points, (width, height))
+            linked = linked_objects(positive_coords, negative_coords, bboxes, (width, height))
+            editor = parse_points(points, (width, height), allow_empty=bool(linked))
         except PointsError as e:
-            raise MotionKitInputError(NODE, "points", e.problem, e.fix) from None
+            raise MotionKitInputError(NODE, e.input_name, e.problem, e.fix) from None
+        prompts = Prompts(editor.objects + linked, width, height)
+        if len(prompts.objects) > MAX_OBJECTS:
+            raise MotionKitInputError(NODE, "points", f"{len(prompts.objects)} objects ({len(editor.objects)} from "
+                                      f"the editor, {len(linked)} linked); at most {MAX_OBJECTS} are accepted.",
+                                      "use fewer objects or boxes.")
         progress = comfy.utils.ProgressBar(1 + len(prompts.objects), node_id=unique_id)
 
         def step():
@@ -159,12 +198,17 @@ class MotionKitClickToMask:
             # The exact frame, for the editor when the image does not come straight from a Load Image node.
             "motionkit_sam_image": [editor_image],
             "motionkit_sam": [{"width": width, "height": height, "embedding_cached": run.embedding_cached,
-                               "scores": [m.score for m in run.masks]}],
+                               "scores": [m.score for m in run.masks],
+                               # appended: objects 0..editor_objects-1 are the editor's, the rest linked
+                               "editor_objects": len(editor.objects)}],
             # Each object's mask for downstream editors (appended key; the keys above are unchanged).
             MASKS_UI_KEY: [{"version": MASKS_UI_VERSION, "width": width, "height": height, "image": editor_image,
                             "masks": save_mask_images(masks)}],
         }
-        return {"ui": ui, "result": (masks, union, preview)}
+        first = prompts.objects[0]
+        boxes = [object_box(m.mask.numpy(), obj) for m, obj in zip(run.masks, prompts.objects)]
+        return {"ui": ui, "result": (masks, union, preview, coords_string(first.positive),
+                                     coords_string(first.negative), [boxes])}
 
 
 NODE_CLASS_MAPPINGS = {
