@@ -137,14 +137,22 @@ def sample_points(features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return out[:, :, 0].transpose(1, 2)
 
 
+def position_features(table: torch.Tensor, drags: torch.Tensor) -> torch.Tensor:
+    """``[S(P_r, src_k); S(P_r, tgt_k,f)]`` ``(M, K, 2P)`` for ``drags`` ``(M, K, 4)``: the part of the token
+    input that depends on the drags only."""
+    positions = table.expand(drags.shape[0], *table.shape)
+    return torch.cat([sample_points(positions, drags[..., :2]), sample_points(positions, drags[..., 2:])], dim=-1)
+
+
 def drag_tokens(modulated: torch.Tensor, drags: torch.Tensor, table: torch.Tensor, mlp: nn.Module,
-                valid: torch.Tensor) -> torch.Tensor:
+                valid: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Equation (3) for a batch of frames: ``modulated`` h' ``(M, C, r, r)``, ``drags`` ``(M, K, 4)`` (each
-    frame's row), ``table`` P_r ``(P, r, r)``, ``valid`` ``(M, K)`` -> tokens ``(M, K, D)``."""
-    src, tgt = drags[..., :2], drags[..., 2:]
-    positions = table.to(modulated.dtype).expand(modulated.shape[0], *table.shape)
-    inputs = torch.cat([sample_points(modulated, src), sample_points(modulated, tgt),
-                        sample_points(positions, src), sample_points(positions, tgt)], dim=-1)
+    frame's row), ``table`` P_r ``(P, r, r)``, ``valid`` ``(M, K)`` -> tokens ``(M, K, D)``. ``positions``:
+    :func:`position_features` computed beforehand (they do not change between sampling steps)."""
+    if positions is None:
+        positions = position_features(table.to(modulated.dtype), drags)
+    inputs = torch.cat([sample_points(modulated, drags[..., :2]), sample_points(modulated, drags[..., 2:]),
+                        positions.to(modulated.dtype)], dim=-1)
     weight = mlp[0].weight
     tokens = mlp(inputs.to(weight.dtype))
     return tokens.masked_fill(~valid[..., None], 0.0)

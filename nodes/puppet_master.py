@@ -162,8 +162,8 @@ class DragSiteForward:
     def __call__(self, x, context=None, time_context=None, timesteps=None, image_only_indicator=None,
                  transformer_options={}):
         options = transformer_options.get(KEY)
-        if not isinstance(options, PuppetMasterOptions):
-            options = _NO_DRAGS
+        if not isinstance(options, PuppetMasterOptions):   # not set by the loader's clone: zero drags
+            options = PuppetMasterOptions(name="", num_drags=self.adapter.config.num_drags)
         frames = int(timesteps) if timesteps else x.shape[0]
         kinds = self._kinds(x.shape[0], frames, transformer_options)
         height, width = x.shape[-2:]
@@ -189,8 +189,8 @@ class DragSiteForward:
                                           lambda: self._film(embedding, drags, frames, width, x, dtype, options))
             torch.addcmul(shift, x[rows], scale, out=out[rows])
             if drags is not None:
-                valid = options.cached(("valid", str(x.device)), lambda: pm.drag_validity(drags.to(x.device)))
-                if bool(valid.any()):
+                valid, any_valid = options.cached(("valid", str(x.device)), lambda: _validity(drags, x.device))
+                if any_valid:
                     tokens[rows] = self._tokens(out[rows], drags, valid, mlp, width, options).to(tokens.dtype)
         context = torch.cat([context, tokens.to(context.dtype)], dim=1)
         if time_context is not None and time_context.shape[0] == x.shape[0]:
@@ -229,15 +229,20 @@ class DragSiteForward:
         return (1 + gamma).to(x.dtype), beta.to(x.dtype)
 
     def _tokens(self, modulated, drags, valid, mlp, resolution: int, options):
-        device = modulated.device
-        frame_drags = options.cached(("drags", str(device), modulated.dtype), lambda: drags.to(device, modulated.dtype))
-        table = options.cached(("table", resolution, str(device), modulated.dtype),
-                               lambda: pm.sincos_table(self.adapter.config.pos_dim, resolution).to(device, modulated.dtype))
+        device, dtype = modulated.device, modulated.dtype
+        frame_drags = options.cached(("drags", str(device), dtype), lambda: drags.to(device, dtype))
+        table = options.cached(("table", resolution, str(device), dtype),
+                               lambda: pm.sincos_table(self.adapter.config.pos_dim, resolution).to(device, dtype))
+        positions = options.cached(("positions", resolution, str(device), dtype),
+                                   lambda: pm.position_features(table, frame_drags))
         mask = valid[None].expand(modulated.shape[0], -1)
-        return pm.drag_tokens(modulated, frame_drags, table, mlp, mask)
+        return pm.drag_tokens(modulated, frame_drags, table, mlp, mask, positions)
 
 
-_NO_DRAGS = PuppetMasterOptions(name="", num_drags=pm.OFFICIAL_DRAGS)
+def _validity(drags: torch.Tensor, device) -> tuple:
+    """Which drags get tokens, on ``device``, and whether any does (decided on the CPU copy: no device sync)."""
+    valid = pm.drag_validity(drags)
+    return valid.to(device), bool(valid.any())
 
 
 # --- loading ---------------------------------------------------------------------------------------------
