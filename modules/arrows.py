@@ -29,7 +29,8 @@ Arrows JSON, version 2 (append-only: everything of version 1, plus optional timi
   ``easing`` input.
 * ``visible``: ``"always"`` (default) or ``"range"``: the arrow's tracks are hidden
   (``track_visibility`` False) before ``start_frame`` and after ``end_frame`` (pop-in / pop-out).
-  Visibility is also False wherever a point is outside the image, as in version 1.
+  Visibility is also False wherever a point is outside the image, as in version 1. (Core Wan-Move takes a
+  track's appearance at its frame-0 position: a track hidden at frame 0, i.e. popping in, has none there.)
 * a point may carry a third element, the frame (integer) at which the path reaches it (``null``: no
   frame). Timed points lie strictly inside ``(start_frame, end_frame)`` and their frames increase strictly
   along the arrow; the first point is at ``start_frame`` and the last at ``end_frame`` implicitly (a frame

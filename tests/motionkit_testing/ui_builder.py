@@ -43,7 +43,9 @@ def build_workflow(spec: list[dict], object_info: dict) -> dict:
         for name, role in widget_slots(info):
             if role == "value":
                 v = item["inputs"].get(name)
-                values.append(None if isinstance(v, tuple) else v)
+                # a linked widget input keeps its widget's value (the default) in widgets_values, as the frontend
+                opts = spec_inputs[name][1] if len(spec_inputs[name]) > 1 and isinstance(spec_inputs[name][1], dict) else {}
+                values.append(opts.get("default") if isinstance(v, tuple) else v)
             elif role == "control":
                 values.append(item.get("control", "fixed"))
             else:

@@ -171,9 +171,14 @@ def widget_values(node: dict, info: dict) -> Iterator[tuple[str, Any]]:
             yield name, value
 
 
+# Entries core loaders add to their file lists (VAELoader: the pixel-space and approximate TAESD decoders).
+NON_FILE_ENTRIES = {"pixel_space", "taesd", "taesdxl", "taesd3", "taef1"}
+
+
 def _is_file_list(options: list) -> bool:
     # Model and input-file combos list what is on *this* machine, so a saved name need not be in it.
-    return not options or all(isinstance(o, str) and PurePosixPath(o).suffix for o in options)
+    return not options or all(isinstance(o, str) and (PurePosixPath(o).suffix or o in NON_FILE_ENTRIES)
+                              for o in options)
 
 
 def widget_problems(node: dict, info: dict) -> list[str]:

@@ -62,6 +62,9 @@ def _rescale_document(text: str, width: int, height: int) -> str:
     def scale(value):
         if isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
             return [value[0] * sx, value[1] * sy]
+        if isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value[:2]) \
+                and (value[2] is None or isinstance(value[2], int)):
+            return [value[0] * sx, value[1] * sy, value[2]]   # arrows v2: [x, y, frame]
         if isinstance(value, list) and len(value) == 4 and all(isinstance(v, (int, float)) for v in value):
             return [value[0] * sx, value[1] * sy, value[2] * sx, value[3] * sy]   # a box
         if isinstance(value, list):
