@@ -66,7 +66,18 @@ def parse_args(argv=None):
     ap.add_argument("--unet-steps", type=int, default=models.TrainPlan.unet_steps)
     ap.add_argument("--vae-steps", type=int, default=models.TrainPlan.vae_steps)
     ap.add_argument("--trackadapter-steps", type=int, default=TRACKADAPTER_STEPS)
+    ap.add_argument("--strips", type=Path, help="also write each clip's videos (one row each) as PNG strips here")
     return ap.parse_args(argv)
+
+
+def write_strip(path: Path, videos: list) -> None:
+    """Frames left to right, one video per row (ground truth first), 2x enlarged."""
+    import numpy as np
+    from PIL import Image
+    rows = [np.concatenate(list(v), axis=1) for v in videos]
+    img = (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).resize((img.shape[1] * 2, img.shape[0] * 2), Image.NEAREST).save(path)
 
 
 def log(msg: str) -> None:
@@ -217,10 +228,14 @@ def main(argv=None) -> int:
         files = clip_inputs(session, clip, i)
         requested = measure.requested_positions(clip)
         ground.append(measure.measure(clip.frames, clip, requested))
+        videos = [clip.frames]
         for name, controls in ROWS:
             session.run(prompt(ckpt, clip, files, controls, args.seed * 1000 + i, args.steps, ta_name))
             video = session.output("decode").cpu().numpy()
             per_row[name].append(measure.measure(video, clip, requested))
+            videos.append(video)
+        if args.strips:
+            write_strip(args.strips / f"clip_{i:03d}.png", videos)
         log(f"[control world] clip {i + 1}/{len(clips)} ({time.perf_counter() - tick:.0f} s)")
 
     result = {"clips": args.clips, "seed": args.seed, "steps": args.steps, "training": training, "rows": {}}

@@ -30,15 +30,16 @@ import torch
 from . import world
 
 P_MEAN, P_STD = 0.7, 1.6   # SVD's training noise levels
+SD_LATENT_SCALE = 0.18215  # SVD's latent format (ComfyUI multiplies VAE latents by it)
 
 
 @dataclass(frozen=True)
 class TrainPlan:
-    vae_steps: int = 800
+    vae_steps: int = 3000
     vae_batch: int = 8
-    vae_crop: int = 24
-    vae_lr: float = 5e-4
-    unet_steps: int = 3000
+    vae_crop: int = 32
+    vae_lr: float = 1.5e-3
+    unet_steps: int = 4000
     unet_batch: int = 2           # clips per step
     unet_lr: float = 3e-4
     pool: int = 384               # pre-encoded training clips
@@ -48,6 +49,10 @@ class TrainPlan:
     def key(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def vae_key(self) -> str:
+        fields = {k: v for k, v in asdict(self).items() if k.startswith("vae_") or k in ("seed", "world")}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def cache_dir() -> Path:
@@ -66,16 +71,32 @@ def training_seed(plan: TrainPlan, index: int) -> int:
 
 # --- VAE ---------------------------------------------------------------------------------------------
 
-def _init_(module: torch.nn.Module, seed: int) -> None:
+def _init_(taesd: torch.nn.Module, seed: int) -> None:
+    """He initialisation for the ReLU convolutions, each residual block's last convolution at zero (every
+    block starts as its skip path), zero biases, identity latent scale and shift."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in sorted(module.named_parameters(), key=lambda kv: kv[0]):
+        for name, p in sorted(taesd.named_parameters(), key=lambda kv: kv[0]):
             if p.ndim > 1:
-                p.copy_(torch.randn(p.shape, generator=g) * math.sqrt(1.0 / p[0].numel()))
+                p.copy_(torch.randn(p.shape, generator=g) * math.sqrt(2.0 / p[0].numel()))
             elif name.endswith("vae_scale"):
                 p.fill_(1.0)
             else:
                 p.zero_()
+        for module in taesd.modules():
+            if type(module).__name__ == "Block":
+                module.conv[-1].weight.zero_()
+
+
+def _sprite_crop(rng: np.random.Generator, clip: "world.Clip", t: int, crop: int) -> np.ndarray:
+    """A crop on the latent grid, around a sprite three times out of four (a random place otherwise)."""
+    size = clip.spec.size
+    if rng.random() < 0.75:
+        cx, cy = clip.centers[t, int(rng.integers(len(clip.kinds)))] + rng.normal(0, crop / 6, size=2)
+        x, y = (np.clip(np.array([cx, cy]) - crop / 2, 0, size - crop) // 8 * 8).astype(int)
+    else:
+        x, y = rng.integers(0, size - crop + 1, size=2) // 8 * 8
+    return clip.frames[t, y:y + crop, x:x + crop]
 
 
 def train_vae(plan: TrainPlan, log: Callable[[str], None] = print) -> dict:
@@ -86,15 +107,13 @@ def train_vae(plan: TrainPlan, log: Callable[[str], None] = print) -> dict:
     params = list(taesd.taesd_encoder.parameters()) + list(taesd.taesd_decoder.parameters())
     opt = torch.optim.Adam(params, lr=plan.vae_lr)
     rng = np.random.default_rng(plan.seed + 17)
-    size, crop = plan.world.size, plan.vae_crop
+    crop = plan.vae_crop
     tick = time.perf_counter()
     for step in range(plan.vae_steps):
         batch = []
         for _ in range(plan.vae_batch):
             clip = world.make_clip(training_seed(plan, int(rng.integers(10 ** 6))), plan.world)
-            frame = clip.frames[int(rng.integers(len(clip.frames)))]
-            y, x = rng.integers(0, size - crop + 1, size=2) // 8 * 8   # the latent grid stays aligned
-            batch.append(frame[y:y + crop, x:x + crop])
+            batch.append(_sprite_crop(rng, clip, int(rng.integers(len(clip.frames))), crop))
         pixels = torch.from_numpy(np.stack(batch)).movedim(-1, 1)
         latent = taesd.taesd_encoder(pixels)
         recon = taesd.taesd_decoder(latent)
@@ -108,6 +127,16 @@ def train_vae(plan: TrainPlan, log: Callable[[str], None] = print) -> dict:
         if step % 100 == 0 or step == plan.vae_steps - 1:
             log(f"[control world] VAE step {step + 1}/{plan.vae_steps} loss {loss.item():.4f} "
                 f"({time.perf_counter() - tick:.0f} s)")
+    # Scale and centre the latents as SD's VAE scale factor does: ComfyUI's TAESD divides the encoder's output
+    # by vae_scale and adds vae_shift (the decoder undoes both), and SVD multiplies latents by 0.18215; so
+    # the diffusion model sees world latents with mean 0 and standard deviation 1, as EDM assumes.
+    with torch.no_grad():
+        frames = np.concatenate([world.make_clip(training_seed(plan, 9 * 10 ** 5 + i), plan.world).frames
+                                 for i in range(16)])
+        raw = taesd.taesd_encoder(torch.from_numpy(frames).movedim(-1, 1))
+        taesd.vae_scale.fill_(float(raw.std()) * SD_LATENT_SCALE)
+        taesd.vae_shift.fill_(-float(raw.mean()) / float(taesd.vae_scale))
+        log(f"[control world] VAE latent scale {float(taesd.vae_scale):.5f}, shift {float(taesd.vae_shift):.4f}")
     return {k: v.detach().contiguous() for k, v in taesd.state_dict().items()}
 
 
@@ -189,6 +218,22 @@ def train_unet(model, clip_vision, vae, plan: TrainPlan, log: Callable[[str], No
     return {k: v.detach().contiguous() for k, v in unet.state_dict().items()}
 
 
+def cached_vae(plan: TrainPlan, log: Callable[[str], None] = print) -> tuple[dict, float]:
+    """The trained VAE's state dict (trained and cached on the first call) and the minutes it took."""
+    from safetensors.torch import load_file, save_file
+    path = cache_dir() / f"vae_{plan.vae_key()}.safetensors"
+    if path.is_file():
+        meta = json.loads(open(path.with_suffix(".json")).read()) if path.with_suffix(".json").is_file() else {}
+        return load_file(str(path)), float(meta.get("minutes", 0.0))
+    tick = time.perf_counter()
+    sd = train_vae(plan, log)
+    minutes = (time.perf_counter() - tick) / 60
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path))
+    path.with_suffix(".json").write_text(json.dumps({"minutes": minutes, "steps": plan.vae_steps}))
+    return sd, minutes
+
+
 def world_checkpoint(plan: TrainPlan, checkpoints_dir: Path, log: Callable[[str], None] = print) -> tuple[str, dict]:
     """The trained world checkpoint's file name in ``checkpoints_dir`` (linked from the cache; trained on the
     first call, which takes minutes) and its training report."""
@@ -198,9 +243,7 @@ def world_checkpoint(plan: TrainPlan, checkpoints_dir: Path, log: Callable[[str]
     report_path = cached.with_suffix(".json")
     if not cached.is_file():
         report = {"plan": json.loads(json.dumps(asdict(plan), default=str))}
-        tick = time.perf_counter()
-        vae_sd = train_vae(plan, log)
-        report["vae_minutes"] = (time.perf_counter() - tick) / 60
+        vae_sd, report["vae_minutes"] = cached_vae(plan, log)
         clip_sd = tm.build_clip_vision_sd(tm.WORLD, seed=plan.seed + 2)
         unet_sd = tm.build_unet(tm.WORLD, seed=plan.seed).state_dict()
         stage = cache_dir() / f"stage_{name}"
