@@ -1,18 +1,22 @@
 // MotionKit Click to Mask (SAM): a point editor with a live mask preview inside the node.
 //
 // The node shows its input image (the upstream Load Image file, else the frame of its last run). Left click
-// adds a positive point, right click a negative point (or deletes the point under the cursor), N or
-// "New object" starts another object, points can be dragged, Delete removes the hovered point, Shift+drag
-// draws a box. After every edit the masks are fetched from POST /motionkit/sam/preview, which runs only SAM's
-// decoder on the cached image embedding. The points live in the node's hidden STRING widget "points" (saved
-// in workflows, sent in API prompts); the canvas widget is not serialized. The editor follows the upstream
-// Load Image and SAM loader by polling (editor_live.js), so it works with Nodes 2.0, which never calls the
-// canvas's draw callbacks.
+// adds a positive point, right click a negative point (or deletes the point under the cursor), dragging on
+// the image draws the active object's box (Shift+right click removes it), N or "New object" starts another
+// object (as many as you like), points can be dragged, Delete removes the hovered point. Undo/redo: buttons,
+// Ctrl+Z, Ctrl+Shift+Z / Ctrl+Y. Zoom: the wheel (after a click in the editor); pan: Alt+drag, Space+drag or
+// the middle button; "Fit" (0) resets the view. The image is letterboxed into the node at any size. After
+// every edit the masks are fetched from POST /motionkit/sam/preview, which runs only SAM's decoder on the
+// cached image embedding. The points live in the node's hidden STRING widget "points" (saved in workflows,
+// sent in API prompts, copied with the node, kept across workflow tabs and page reloads); the canvas widget,
+// the view and the undo history are not saved. The editor follows the upstream Load Image and SAM loader by
+// polling (editor_live.js), so it works with Nodes 2.0, which never calls the canvas's draw callbacks.
 import { nodeByExecutionId, notifyGraphChanged, unwatch, watch } from "./editor_live.js";
 import {
-  OVERLAY_ALPHA, clamp, emptyObject, fitRect, hitPoint, imageRef, isEmptyObject, isSegmentable, objectCss,
+  OVERLAY_ALPHA, clamp, emptyObject, hitPoint, imageRef, isEmptyObject, isSegmentable, objectCss,
   objectRgb255, pixelAt, previewPayload, rescaleState, stateFromText, stateToText,
 } from "./sam_points.js";
+import { History, historyKey, keyboardTarget, newView, panBy, viewFit, wheelFactor, zoomAt } from "./editor_view.js";
 
 const { app } = window.comfyAPI.app;
 const { api } = window.comfyAPI.api;
@@ -23,15 +27,22 @@ const PREVIEW_ROUTE = "/motionkit/sam/preview";
 const MODELS_ROUTE = "/motionkit/sam/models";
 const POINT_RADIUS = 5; // CSS px
 const HIT_RADIUS = 9; // CSS px
-const HELP = "Left click: object · Right click: background / delete point · N: new object · Shift+drag: box";
+const DRAG_PX = 4; // CSS px a press must move to draw a box instead of adding a point
+const HELP = "Click: object · right click: background / delete point · drag: box · N: new object · " +
+  "wheel: zoom · Alt+drag: pan · Ctrl+Z: undo";
 
 /** The node feeding `inputName`, through legacy Reroute nodes. */
 function upstream(node, inputName) {
-  const slot = node.findInputSlot ? node.findInputSlot(inputName) : -1;
-  if (slot < 0) return null;
-  let source = node.getInputNode(slot);
-  for (let guard = 0; source && source.type === "Reroute" && guard < 32; guard++) source = source.getInputNode(0);
-  return source || null;
+  if (!node.graph) return null; // being removed, or its graph is being cleared: LiteGraph would throw
+  try {
+    const slot = node.findInputSlot ? node.findInputSlot(inputName) : -1;
+    if (slot < 0) return null;
+    let source = node.getInputNode(slot);
+    for (let guard = 0; source && source.type === "Reroute" && guard < 32; guard++) source = source.getInputNode(0);
+    return source || null;
+  } catch {
+    return null;
+  }
 }
 
 function widgetValue(node, name) {
@@ -65,6 +76,10 @@ class SamPointEditor {
     this.seq = 0;
     this.inflight = false;
     this.again = false;
+    this.view = newView();
+    this.history = new History();
+    this.lastValue = String(pointsWidget.value ?? "");
+    this.spaceHeld = false;
     this.buildDom();
   }
 
@@ -73,6 +88,8 @@ class SamPointEditor {
     const root = document.createElement("div");
     root.className = "motionkit-sam-editor";
     root.dataset.motionkitEditor = "click-to-mask";
+    // Nodes 2.0 forwards wheel events to the graph unless a focused element inside this one captures them
+    root.dataset.captureWheel = "true";
     Object.assign(root.style, {
       display: "flex", flexDirection: "column", gap: "4px", boxSizing: "border-box", minHeight: "0",
       font: "12px sans-serif", color: "var(--input-text, #ddd)",
@@ -81,28 +98,32 @@ class SamPointEditor {
     Object.assign(stage.style, { flex: "1 1 auto", minHeight: "0", position: "relative", overflow: "hidden",
       background: "rgba(0,0,0,0.25)", borderRadius: "4px" });
     const canvas = document.createElement("canvas");
-    canvas.tabIndex = 0;
     Object.assign(canvas.style, { position: "absolute", left: "0", top: "0", width: "100%", height: "100%",
       outline: "none", cursor: "crosshair", touchAction: "none" });
     stage.appendChild(canvas);
 
     const bar = document.createElement("div");
     Object.assign(bar.style, { display: "flex", gap: "4px", alignItems: "center", flexWrap: "wrap" });
-    const button = (label, title, onClick) => {
+    const button = (label, title, onClick, name) => {
       const b = document.createElement("button");
       b.textContent = label;
       b.title = title;
+      b.dataset.motionkit = name;
       Object.assign(b.style, { font: "12px sans-serif", padding: "1px 6px", cursor: "pointer" });
       b.addEventListener("click", (e) => {
         e.stopPropagation();
         onClick();
+        this.focus();
       });
       bar.appendChild(b);
       return b;
     };
-    button("New object", "Start another object (N)", () => this.newObject());
-    button("Delete object", "Remove the active object", () => this.deleteObject(this.state.active));
-    button("Clear", "Remove all points", () => this.clearAll());
+    button("New object", "Start another object (N)", () => this.newObject(), "new-object");
+    button("Delete object", "Remove the active object", () => this.deleteObject(this.state.active), "delete-object");
+    button("Clear", "Remove all points", () => this.clearAll(), "clear");
+    button("Undo", "Undo (Ctrl+Z)", () => this.applyHistory("undo"), "undo");
+    button("Redo", "Redo (Ctrl+Shift+Z, Ctrl+Y)", () => this.applyHistory("redo"), "redo");
+    button("Fit", "Fit the image in the editor (0)", () => this.resetView(), "fit");
     this.legend = document.createElement("span");
     Object.assign(this.legend.style, { display: "flex", gap: "3px", alignItems: "center" });
     bar.appendChild(this.legend);
@@ -111,7 +132,9 @@ class SamPointEditor {
     Object.assign(status.style, { minHeight: "15px", opacity: "0.85", whiteSpace: "nowrap", overflow: "hidden",
       textOverflow: "ellipsis" });
 
-    root.append(stage, bar, status);
+    this.keys = keyboardTarget("Click to Mask editor");
+    root.style.position = "relative";
+    root.append(this.keys, stage, bar, status);
     this.root = root;
     this.stage = stage;
     this.canvas = canvas;
@@ -130,9 +153,17 @@ class SamPointEditor {
       e.preventDefault();
       e.stopPropagation();
     });
-    canvas.addEventListener("keydown", (e) => this.onKeyDown(e));
+    this.keys.addEventListener("keydown", (e) => this.onKeyDown(e));
+    this.keys.addEventListener("keyup", (e) => {
+      if (e.key !== " ") return;
+      this.spaceHeld = false;
+      e.stopPropagation();
+    });
+    this.keys.addEventListener("blur", () => { this.spaceHeld = false; });
+    canvas.addEventListener("pointercancel", (e) => this.onPointerUp(e));
+    canvas.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
     // Keep canvas interactions away from the graph canvas behind (no node drag, no graph menu).
-    for (const type of ["pointerdown", "mousedown", "wheel", "dblclick"]) {
+    for (const type of ["pointerdown", "mousedown", "wheel", "dblclick", "contextmenu"]) {
       root.addEventListener(type, (e) => e.stopPropagation());
     }
     this.resizeObserver = new ResizeObserver(() => this.render());
@@ -167,6 +198,14 @@ class SamPointEditor {
   /** Called by the editor timer (and when the node is drawn or rewired): cheap, reloads only when the
    * source changed. */
   poll() {
+    const value = String(this.pointsWidget.value ?? "");
+    if (!this.drag && value !== this.lastValue) {
+      // written from outside the editor (a pasted node's configure, a test, another extension): show it; the
+      // editor's own history no longer leads to it
+      this.lastValue = value;
+      this.history.clear();
+      this.reloadFromWidget();
+    }
     const ref = this.imageSource();
     const key = refKey(ref);
     if (key !== this.imageKey) {
@@ -191,12 +230,15 @@ class SamPointEditor {
     const img = new Image();
     img.onload = () => {
       if (this.imageKey !== refKey(ref)) return;
+      if (this.image?.naturalWidth !== img.naturalWidth || this.image?.naturalHeight !== img.naturalHeight) {
+        this.view = newView(); // another size: start fitted
+      }
       this.image = img;
       this.imageRef = ref;
       if (this.state.width !== img.naturalWidth || this.state.height !== img.naturalHeight) {
         const had = this.state.objects.some((o) => !isEmptyObject(o));
         rescaleState(this.state, img.naturalWidth, img.naturalHeight);
-        if (had) this.commit(false);
+        if (had) this.commit(false, false);
       }
       this.root.dataset.imageWidth = String(img.naturalWidth);
       this.root.dataset.imageHeight = String(img.naturalHeight);
@@ -221,8 +263,11 @@ class SamPointEditor {
 
   // --- state --------------------------------------------------------------------------------------------
   reloadFromWidget() {
+    this.lastValue = String(this.pointsWidget.value ?? "");
     const { state, error } = stateFromText(this.pointsWidget.value);
     if (this.image) rescaleState(state, this.image.naturalWidth, this.image.naturalHeight);
+    state.active = clamp(this.state && state.objects.length === this.state.objects.length ? this.state.active
+      : state.active, 0, state.objects.length - 1);
     this.state = state;
     this.formatError = error;
     this.overlays.clear();
@@ -230,17 +275,59 @@ class SamPointEditor {
     this.requestPreview();
   }
 
-  /** Write the points to the hidden widget (what is saved and queued) and refresh the masks. */
-  commit(preview = true) {
+  /** Write the points to the hidden widget (what is saved and queued) and refresh the masks. A user's
+   * edit (`record`) is one undo step: the widget still holds the value from before it. */
+  commit(preview = true, record = true) {
     const text = stateToText(this.state);
     this.formatError = null;
     if (this.pointsWidget.value !== text) {
+      if (record) {
+        this.history.begin(String(this.pointsWidget.value ?? ""));
+        this.history.end(text);
+      }
       this.pointsWidget.value = text;
+      this.lastValue = text;
       this.node.graph?.setDirtyCanvas?.(true, false);
       notifyGraphChanged(app.canvas?.canvas);
     }
     this.render();
     if (preview) this.requestPreview();
+  }
+
+  applyHistory(kind) {
+    if (this.drag || this.pointsLinked()) return;
+    const value = this.history[kind](String(this.pointsWidget.value ?? ""));
+    if (value === null) return;
+    this.pointsWidget.value = value;
+    notifyGraphChanged(app.canvas?.canvas);
+    this.reloadFromWidget();
+  }
+
+  resetView() {
+    this.view = newView();
+    this.render();
+  }
+
+  onWheel(e) {
+    e.preventDefault();
+    e.stopPropagation();
+    if (!this.image) return;
+    const rect = this.canvas.getBoundingClientRect();
+    const cx = (e.clientX - rect.left) * (this.canvas.clientWidth / rect.width);
+    const cy = (e.clientY - rect.top) * (this.canvas.clientHeight / rect.height);
+    zoomAt(this.view, wheelFactor(e), cx, cy, this.image.naturalWidth, this.image.naturalHeight,
+      this.canvas.clientWidth, this.canvas.clientHeight);
+    this.render();
+  }
+
+  /** The editor's state for tests and other extensions: image size, view, mapping, history sizes. */
+  info() {
+    const r = this.canvas.getBoundingClientRect();
+    return { view: { ...this.view }, fit: this.fit ? { ...this.fit } : null, history: this.history.sizes,
+      objects: this.state.objects.length, active: this.state.active,
+      image: this.image ? [this.image.naturalWidth, this.image.naturalHeight] : null,
+      canvas: { width: this.canvas.clientWidth, height: this.canvas.clientHeight, left: r.left, top: r.top,
+        clientWidth: r.width, clientHeight: r.height } };
   }
 
   activeObject() {
@@ -300,10 +387,27 @@ class SamPointEditor {
     return !!(this.image && this.fit);
   }
 
+  canvasXY(e) {
+    const rect = this.canvas.getBoundingClientRect();
+    return [(e.clientX - rect.left) * (this.canvas.clientWidth / rect.width),
+      (e.clientY - rect.top) * (this.canvas.clientHeight / rect.height)];
+  }
+
+  /** Keyboard focus to the editor (its keys: N, Delete, 0, Space, Ctrl+Z...; the wheel zooms it). */
+  focus() {
+    this.keys.focus({ preventScroll: true });
+  }
+
   onPointerDown(e) {
-    this.canvas.focus({ preventScroll: true });
+    this.focus();
     e.preventDefault();
     e.stopPropagation();
+    if (this.image && this.fit && (e.button === 1 || (e.button === 0 && (e.altKey || this.spaceHeld)))) {
+      this.drag = { kind: "pan", last: this.canvasXY(e) };
+      this.canvas.setPointerCapture(e.pointerId);
+      this.canvas.style.cursor = "grabbing";
+      return;
+    }
     if (!this.editable()) return;
     const p = this.toImage(e);
     if (!p) return;
@@ -320,21 +424,31 @@ class SamPointEditor {
       return;
     }
     if (e.button !== 0) return;
+    const start = [clamp(Math.round(p.x), 0, this.state.width), clamp(Math.round(p.y), 0, this.state.height)];
     if (hit) {
       this.state.active = hit.object;
       this.drag = { kind: "point", hit, moved: false };
-      this.canvas.setPointerCapture(e.pointerId);
       this.render();
     } else if (e.shiftKey) {
-      const start = [clamp(Math.round(p.x), 0, this.state.width), clamp(Math.round(p.y), 0, this.state.height)];
       this.drag = { kind: "box", start, end: start };
-      this.canvas.setPointerCapture(e.pointerId);
     } else {
-      this.addPoint("positive", p);
+      // a click adds a positive point (on release); a drag draws the active object's box
+      this.drag = { kind: "press", start, point: p, from: this.canvasXY(e) };
     }
+    this.canvas.setPointerCapture(e.pointerId);
   }
 
   onPointerMove(e) {
+    if (this.drag?.kind === "pan") {
+      e.preventDefault();
+      e.stopPropagation();
+      const [x, y] = this.canvasXY(e);
+      panBy(this.view, x - this.drag.last[0], y - this.drag.last[1], this.image.naturalWidth, this.image.naturalHeight,
+        this.canvas.clientWidth, this.canvas.clientHeight);
+      this.drag.last = [x, y];
+      this.render();
+      return;
+    }
     const p = this.toImage(e);
     if (!p) return;
     if (!this.drag) {
@@ -348,6 +462,11 @@ class SamPointEditor {
     }
     e.preventDefault();
     e.stopPropagation();
+    if (this.drag.kind === "press") {
+      const [x, y] = this.canvasXY(e);
+      if (Math.hypot(x - this.drag.from[0], y - this.drag.from[1]) < DRAG_PX) return;
+      this.drag = { kind: "box", start: this.drag.start, end: this.drag.start };
+    }
     if (this.drag.kind === "point") {
       const { object, kind, index } = this.drag.hit;
       const x = clamp(Math.floor(p.x), 0, this.state.width - 1);
@@ -367,7 +486,11 @@ class SamPointEditor {
     const drag = this.drag;
     this.drag = null;
     if (this.canvas.hasPointerCapture(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
-    if (drag.kind === "point") {
+    if (drag.kind === "pan") {
+      this.canvas.style.cursor = "crosshair";
+    } else if (drag.kind === "press") {
+      if (e.type === "pointerup") this.addPoint("positive", drag.point);
+    } else if (drag.kind === "point") {
       if (drag.moved) this.commit();
       else this.render();
     } else {
@@ -384,11 +507,21 @@ class SamPointEditor {
 
   onKeyDown(e) {
     const key = e.key;
-    if (key === "n" || key === "N") {
+    const action = historyKey(e);
+    if (action) {
+      this.applyHistory(action);
+    } else if (e.ctrlKey || e.metaKey || e.altKey) {
+      return; // copy, paste, save...: the frontend's
+    } else if (key === "n" || key === "N") {
       this.newObject();
     } else if ((key === "Delete" || key === "Backspace") && this.hover) {
       this.removePoint(this.hover);
       this.hover = null;
+    } else if (key === "0") {
+      this.resetView();
+    } else if (key === " ") {
+      this.spaceHeld = true;
+      this.canvas.style.cursor = "grab";
     } else {
       return;
     }
@@ -534,7 +667,7 @@ class SamPointEditor {
     }
     const W = this.image.naturalWidth;
     const H = this.image.naturalHeight;
-    const fit = fitRect(W, H, w, h);
+    const fit = viewFit(W, H, w, h, this.view);
     this.fit = fit;
     ctx.imageSmoothingEnabled = fit.scale < 1;
     ctx.drawImage(this.image, fit.x, fit.y, W * fit.scale, H * fit.scale);
