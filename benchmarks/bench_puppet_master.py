@@ -169,12 +169,16 @@ def load_memory(size: str, naive: bool, keep: str | None) -> int:
     try:
         t0 = time.time()
         if not path.exists():
-            base_bench.start_comfy(Path(tempfile.mkdtemp(prefix="motionkit-bench-w-")), "cpu", None)
-            from motionkit_testing import tiny_puppet_master as tpm
-            if size == "full":
-                tpm.write_full_size(path, torch.float32)
-            else:
-                tpm.write_puppet_master(path, tpm.PM_MID)
+            scratch = Path(tempfile.mkdtemp(prefix="motionkit-bench-w-"))
+            try:
+                base_bench.start_comfy(scratch, "cpu", None)
+                from motionkit_testing import tiny_puppet_master as tpm
+                if size == "full":
+                    tpm.write_full_size(path, torch.float32)
+                else:
+                    tpm.write_puppet_master(path, tpm.PM_MID)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
         print(f"[bench] {path.name}: {path.stat().st_size / 1e9:.2f} GB ({time.time() - t0:.0f}s)", flush=True)
         results = [_run_load_child(path, "streamed")]
         if naive:
