@@ -42,7 +42,9 @@ class SVDSpec:
         levels = len(self.channel_mult)
         attn_levels = levels if levels < 4 else levels - 1  # real SVD: no attention at the lowest level
         depth = [1 if i < attn_levels else 0 for i in range(levels) for _ in range(self.num_res_blocks)]
-        out_depth = [1 if i < attn_levels else 0 for i in reversed(range(levels)) for _ in range(self.num_res_blocks + 1)]
+        # ComfyUI's detection lists the output blocks from the last (shallowest) to output_blocks.0, and
+        # UNetModel pops from the end: shallowest level first here
+        out_depth = [1 if i < attn_levels else 0 for i in range(levels) for _ in range(self.num_res_blocks + 1)]
         return {
             "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
             "num_classes": "sequential", "adm_in_channels": 768,
