@@ -71,7 +71,7 @@ def parse_args(argv=None):
 
 
 def write_strip(path: Path, videos: list) -> None:
-    """Frames left to right, one video per row (ground truth first), 2x enlarged."""
+    """Frames left to right, one video per row (ground truth, through the VAE, then the rows), 2x enlarged."""
     import numpy as np
     from PIL import Image
     rows = [np.concatenate(list(v), axis=1) for v in videos]
@@ -221,7 +221,7 @@ def main(argv=None) -> int:
         return 0
 
     per_row = {name: [] for name, _ in ROWS}
-    ground = []
+    ground, ground_vae = [], []
     clips = [world.make_clip(args.seed * 10 ** 5 + i, plan.world) for i in range(args.clips)]
     tick = time.perf_counter()
     for i, clip in enumerate(clips):
@@ -234,12 +234,19 @@ def main(argv=None) -> int:
             video = session.output("decode").cpu().numpy()
             per_row[name].append(measure.measure(video, clip, requested))
             videos.append(video)
+        import torch
+        vae = session.output("ckpt", 2)
+        with torch.no_grad():
+            through_vae = vae.decode(vae.encode(torch.from_numpy(clip.frames))).cpu().numpy()
+        ground_vae.append(measure.measure(through_vae, clip, requested))
         if args.strips:
-            write_strip(args.strips / f"clip_{i:03d}.png", videos)
+            write_strip(args.strips / f"clip_{i:03d}.png", [clip.frames, through_vae] + videos[1:])
         log(f"[control world] clip {i + 1}/{len(clips)} ({time.perf_counter() - tick:.0f} s)")
 
     result = {"clips": args.clips, "seed": args.seed, "steps": args.steps, "training": training, "rows": {}}
     result["rows"]["ground-truth video (measurement floor)"] = {k: summarise([m[k] for m in ground]) for k in ground[0]}
+    result["rows"]["ground-truth video through the world VAE"] = {k: summarise([m[k] for m in ground_vae])
+                                                                  for k in ground_vae[0]}
     for name, _ in ROWS:
         result["rows"][name] = {k: summarise([m[k] for m in per_row[name]]) for k in per_row[name][0]}
     for name, why in NOT_RUN.items():
