@@ -13,7 +13,7 @@ import torch
 
 from motionkit_testing.svd import IMAGE
 from motionkit_testing.trackadapter import arrows_json
-from motionkit_testing.workflows import saved_latent, svd_prompt
+from motionkit_testing.workflows import saved_latent, svd_prompt, with_square_object
 
 pytestmark = pytest.mark.slow
 
@@ -45,19 +45,6 @@ def foreign_prompt(ckpt, target, prefix="foreign"):
     return p
 
 
-def with_masks_and_tracks(p):
-    p.update({
-        "bg": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}},
-        "fg": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 20, "height": 20}},
-        "mask": {"class_type": "MaskComposite", "inputs": {"destination": ["bg", 0], "source": ["fg", 0],
-                                                          "x": 12, "y": 22, "operation": "add"}},
-        "tracks": {"class_type": "MotionKitArrowsToTracks", "inputs": {
-            "masks": ["mask", 0], "arrows": arrows_json(), "num_frames": 4, "points_per_object": 6,
-            "seed": 1, "easing": "linear", "image": ["img", 0]}},
-    })
-    return p
-
-
 def motionkit_prompt(ckpt, kind, prefix):
     """One MotionKit patch node between the SVD model and the sampler (partial strengths, so the original
     branch of each patched layer runs too)."""
@@ -66,14 +53,14 @@ def motionkit_prompt(ckpt, kind, prefix):
         p["mk"] = {"class_type": "MotionKitAllToFirstAttention", "inputs": {
             "model": ["guid", 0], "strength": 0.5, "start_percent": 0.0, "end_percent": 1.0}}
     elif kind == "motion_augmented":
-        with_masks_and_tracks(p)
+        with_square_object(p, arrows_json())
         p["field"] = {"class_type": "MotionKitTracksToMotionField", "inputs": {
             "tracks": ["tracks", 0], "masks": ["mask", 0], "boundary_softness": 4.0}}
         p["mk"] = {"class_type": "MotionKitMotionAugmentedAttention", "inputs": {
             "model": ["guid", 0], "motion_field": ["field", 0], "strength": 0.5,
             "start_percent": 0.0, "end_percent": 1.0}}
     elif kind == "trackadapter":
-        with_masks_and_tracks(p)
+        with_square_object(p, arrows_json())
         p["mk"] = {"class_type": "MotionKitApplyTrackAdapter", "inputs": {
             "model": ["guid", 0], "tracks": ["tracks", 0], "lambda_bg": 0.4, "tau": 0.1, "strength": 0.5,
             "start_percent": 0.0, "end_percent": 1.0}}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from motionkit_testing.svd import IMAGE
-from motionkit_testing.workflows import saved_latent, svd_prompt
+from motionkit_testing.workflows import saved_latent, svd_prompt, with_square_object
 
 SHIFT = (12.0, -4.0)
 
@@ -20,15 +20,8 @@ def arrows_json(dx=SHIFT[0], dy=SHIFT[1]):
 
 
 def motion_prompt(ckpt, strength=1.0, prefix="maa", frames=4):
-    p = svd_prompt(ckpt, IMAGE, frames=frames, prefix=prefix)
+    p = with_square_object(svd_prompt(ckpt, IMAGE, frames=frames, prefix=prefix), arrows_json(), frames)
     p.update({
-        "bg": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}},
-        "fg": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 20, "height": 20}},
-        "mask": {"class_type": "MaskComposite", "inputs": {"destination": ["bg", 0], "source": ["fg", 0],
-                                                          "x": 12, "y": 22, "operation": "add"}},
-        "tracks": {"class_type": "MotionKitArrowsToTracks", "inputs": {
-            "masks": ["mask", 0], "arrows": arrows_json(), "num_frames": frames, "points_per_object": 6,
-            "seed": 1, "easing": "linear", "image": ["img", 0]}},
         "field": {"class_type": "MotionKitTracksToMotionField", "inputs": {
             "tracks": ["tracks", 0], "masks": ["mask", 0], "boundary_softness": 4.0}},
         "maa": {"class_type": "MotionKitMotionAugmentedAttention", "inputs": {

@@ -438,16 +438,9 @@ def trackadapter_prompt(ckpt, prefix, adapter_file=None, lambda_bg=0.4, strength
     """Masks (core nodes) -> Arrows to Trajectories -> TrackAdapter (TrackGo) [<- Load TrackAdapter] -> KSampler."""
     from motionkit_testing.svd import IMAGE
     from motionkit_testing.trackadapter import arrows_json
-    from motionkit_testing.workflows import svd_prompt
-    p = svd_prompt(ckpt, IMAGE, frames=4, prefix=prefix)
+    from motionkit_testing.workflows import svd_prompt, with_square_object
+    p = with_square_object(svd_prompt(ckpt, IMAGE, frames=4, prefix=prefix), arrows_json())
     p.update({
-        "bg": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}},
-        "fg": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 20, "height": 20}},
-        "mask": {"class_type": "MaskComposite", "inputs": {"destination": ["bg", 0], "source": ["fg", 0],
-                                                          "x": 12, "y": 22, "operation": "add"}},
-        "tracks": {"class_type": "MotionKitArrowsToTracks", "inputs": {
-            "masks": ["mask", 0], "arrows": arrows_json(), "num_frames": 4, "points_per_object": 6,
-            "seed": 1, "easing": "linear", "image": ["img", 0]}},
         "ta": {"class_type": APPLY_ID, "inputs": {
             "model": ["guid", 0], "tracks": ["tracks", 0], "lambda_bg": lambda_bg, "tau": 0.1, "strength": strength,
             "start_percent": 0.0, "end_percent": 1.0}},

@@ -34,6 +34,21 @@ def svd_prompt(ckpt: str, image: str, *, frames: int = 4, width: int = 64, heigh
     return p
 
 
+def with_square_object(p: dict, arrows: str, frames: int = 4) -> dict:
+    """Add to an :func:`svd_prompt` a 20x20 square object mask at (12, 22) on the 64x64 image (core mask
+    nodes, as ``mask``) and Arrows to Trajectories moving it by ``arrows`` (as ``tracks``)."""
+    p.update({
+        "bg": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}},
+        "fg": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 20, "height": 20}},
+        "mask": {"class_type": "MaskComposite", "inputs": {"destination": ["bg", 0], "source": ["fg", 0],
+                                                          "x": 12, "y": 22, "operation": "add"}},
+        "tracks": {"class_type": "MotionKitArrowsToTracks", "inputs": {
+            "masks": ["mask", 0], "arrows": arrows, "num_frames": frames, "points_per_object": 6,
+            "seed": 1, "easing": "linear", "image": ["img", 0]}},
+    })
+    return p
+
+
 def saved_latent(base: Path, history: dict, node: str = "save"):
     """The tensor a SaveLatent node wrote in this run."""
     info = history["outputs"][node]["latents"][0]
