@@ -11,6 +11,7 @@ show an "issues found" overlay whose details (missing models with their download
 open in the right-side panel."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -173,3 +174,82 @@ def load_issues(page, timeout: float = 8.0) -> dict:
         page.wait_for_timeout(200)
     dismiss_overlays(page)
     return result
+
+
+# --- what a user does to a node and its workflow: copy-paste, tabs, save and reopen, resize ---------------
+
+def node_by_id_js(node_id) -> str:
+    return f"app.graph.getNodeById({json.dumps(str(node_id))}) ?? app.graph.getNodeById({json.dumps(int(node_id))})"
+
+
+def copy_paste_node(page, node_id, at: tuple = (1250, 820)) -> str:
+    """Select the node, press Ctrl+C, move the mouse to ``at`` (empty canvas) and press Ctrl+V, as a user
+    does (with the graph canvas focused and no text selected, else the frontend copies text, not nodes);
+    returns the pasted node's id."""
+    before = set(page.evaluate("() => app.graph._nodes.map(n => String(n.id))"))
+    page.keyboard.press("Escape")
+    page.evaluate(f"""() => {{ getSelection().removeAllRanges(); app.canvas.deselectAll?.();
+        app.canvas.selectNode({node_by_id_js(node_id)}); app.canvas.canvas.focus(); }}""")
+    page.mouse.move(*at)
+    page.keyboard.press("Control+c")
+    page.keyboard.press("Control+v")
+    page.wait_for_function("(n) => app.graph._nodes.length > n", arg=len(before), timeout=10_000)
+    new = set(page.evaluate("() => app.graph._nodes.map(n => String(n.id))")) - before
+    assert len(new) == 1, f"pasting made {len(new)} nodes"
+    return next(iter(new))
+
+
+def switch_tab_and_back(page) -> dict:
+    """Open a new blank workflow in another tab, then go back to this workflow's tab (the frontend keeps the
+    workflow of an inactive tab as JSON and loads it again: every node is created anew). Returns the
+    workflow paths ``{"first", "other"}``."""
+    first = page.evaluate("() => app.extensionManager.workflow.activeWorkflow.path")
+    page.evaluate("() => app.extensionManager.command.execute('Comfy.NewBlankWorkflow')")
+    page.wait_for_function("(p) => app.extensionManager.workflow.activeWorkflow?.path !== p", arg=first, timeout=10_000)
+    other = page.evaluate("() => app.extensionManager.workflow.activeWorkflow.path")
+    assert page.evaluate("() => app.graph._nodes.length") == 0
+    for _ in range(page.evaluate("() => app.extensionManager.workflow.openWorkflows.length")):
+        page.evaluate("() => app.extensionManager.command.execute('Workspace.PreviousOpenedWorkflow')")
+        page.wait_for_function("(p) => app.extensionManager.workflow.activeWorkflow?.path !== p", arg=other,
+                               timeout=10_000)
+        if page.evaluate("() => app.extensionManager.workflow.activeWorkflow.path") == first:
+            break
+        other = page.evaluate("() => app.extensionManager.workflow.activeWorkflow.path")
+    assert page.evaluate("() => app.extensionManager.workflow.activeWorkflow.path") == first
+    page.wait_for_timeout(500)
+    dismiss_overlays(page)
+    return {"first": first, "other": other}
+
+
+def save_and_reopen(page, name: str) -> dict:
+    """The workflow as the frontend saves it (``graphToPrompt().workflow``, what Save and Export write), then
+    opened again as a file (``app.handleFile``, as Open and drag-and-drop do) in a new tab. Returns the saved
+    workflow."""
+    saved = page.evaluate("async () => JSON.parse(JSON.stringify((await app.graphToPrompt()).workflow))")
+    page.evaluate("() => app.extensionManager.command.execute('Comfy.NewBlankWorkflow')")
+    page.wait_for_function("() => app.graph._nodes.length === 0", timeout=10_000)
+    page.evaluate("""async ([wf, name]) => {
+        await app.handleFile(new File([JSON.stringify(wf)], name, {type: 'application/json'})); }""", [saved, name])
+    page.wait_for_function("(n) => app.graph._nodes.length === n", arg=len(saved["nodes"]), timeout=10_000)
+    page.wait_for_timeout(500)
+    dismiss_overlays(page)
+    return saved
+
+
+def resize_node(page, node_id, width: float, height: float) -> None:
+    """Give the node this size (LiteGraph units; at canvas zoom 1 these are CSS pixels)."""
+    page.evaluate(f"""([w, h]) => {{ const n = {node_by_id_js(node_id)}; n.setSize([w, h]);
+        app.canvas.setDirty(true, true); app.graph.setDirtyCanvas?.(true, true); }}""", [width, height])
+
+
+def node_screen_rect(page, node_id) -> dict:
+    """The node's box on the page in CSS pixels (title included): the Vue node element with Nodes 2.0, else
+    from LiteGraph's position, size and canvas transform."""
+    return page.evaluate(f"""() => {{
+        const n = {node_by_id_js(node_id)};
+        const el = document.querySelector(`[data-node-id="${{n.id}}"]`);
+        if (el) {{ const r = el.getBoundingClientRect(); return {{left: r.left, top: r.top, right: r.right, bottom: r.bottom}}; }}
+        const ds = app.canvas.ds, c = app.canvas.canvas.getBoundingClientRect(), title = LiteGraph.NODE_TITLE_HEIGHT;
+        const left = c.left + (n.pos[0] + ds.offset[0]) * ds.scale, top = c.top + (n.pos[1] - title + ds.offset[1]) * ds.scale;
+        return {{left, top, right: left + n.size[0] * ds.scale, bottom: top + (n.size[1] + title) * ds.scale}};
+    }}""")

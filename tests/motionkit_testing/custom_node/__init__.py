@@ -1,8 +1,9 @@
 """MotionKit's TEST HARNESS as a ComfyUI custom node (like ComfyUI's own tests/execution/testing_nodes).
 
 Loaded only by the tests, benchmarks and the demo (when no real SVD checkpoint exists). It registers the
-tiny random test models with ComfyUI's model detection and adds one test-only node that behaves like
-another pack replacing whole attention modules (``foreign.py``).
+tiny random test models with ComfyUI's model detection and adds test-only nodes: one that behaves like
+another pack replacing whole attention modules (``foreign.py``), and one that hands TRACKS back whole to the
+browser tests (``tracks_probe.py``).
 """
 import importlib.util
 import sys
@@ -24,5 +25,7 @@ _harness_module("tiny_models").register_tiny_models()
 _harness_module("tiny_sd15").register_tiny_sd15()
 _harness_module("tiny_puppet_master").register_tiny_puppet_master()
 
-NODE_CLASS_MAPPINGS = {"MotionKitTestForeignAttention": _harness_module("foreign").MotionKitTestForeignAttention}
-NODE_DISPLAY_NAME_MAPPINGS = {"MotionKitTestForeignAttention": "Foreign Attention Replacement (MotionKit TEST HARNESS)"}
+NODE_CLASS_MAPPINGS = {"MotionKitTestForeignAttention": _harness_module("foreign").MotionKitTestForeignAttention,
+                       "MotionKitTestTracksProbe": _harness_module("tracks_probe").MotionKitTestTracksProbe}
+NODE_DISPLAY_NAME_MAPPINGS = {"MotionKitTestForeignAttention": "Foreign Attention Replacement (MotionKit TEST HARNESS)",
+                              "MotionKitTestTracksProbe": "Tracks Probe (MotionKit TEST HARNESS)"}
