@@ -4,9 +4,14 @@ it so the editor shows the image and the mask, draw an arrow with the mouse on t
 again, and find tracks whose end displacement is the drawn arrow. The editor also shows Click to Mask's
 masks when only Click to Mask has run. Also: editing (bend, reverse, delete), what is saved and sent, and
 that the editor's geometry and colours are the Python ones; before any run it follows the upstream Load
-Image, and a page reload keeps the arrows. Runs on the frontend of the session's lane (MOTIONKIT_FRONTEND:
-the host's own, or the newest in the classic canvas or with Nodes 2.0). Screenshots of failures go to a
-temporary folder named in the error."""
+Image, and a page reload keeps the arrows. Arrows JSON version 2 from the editor: an arrow timed in the
+timing row (start/end frame, its own easing, visibility, a point's frame), "stay" and "hold camera" anchors,
+queued through the server and the TRACKS checked number by number (still before and after the range, the
+easing curve between keys, the point reached at its frame, anchors exactly still); undo/redo, delete, zoom
+and pan; the data surviving copy-paste of the node, a workflow tab switch, save and reopen, and a page
+reload; the canvas fitting the node at any size with the image's aspect ratio. Runs on the frontend of the
+session's lane (MOTIONKIT_FRONTEND: the host's own, or the newest in the classic canvas or with Nodes 2.0).
+Screenshots of failures go to a temporary folder named in the error."""
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from motionkit_testing.browser import (CHROMIUM, CHROMIUM_ARGS, dismiss_overlays, open_app, playwright_and_chromium,
-                                      wait_for_app, wait_until_persisted)
+from motionkit_testing.browser import (CHROMIUM, CHROMIUM_ARGS, copy_paste_node, dismiss_overlays, node_screen_rect,
+                                      open_app, playwright_and_chromium, resize_node, save_and_reopen,
+                                      switch_tab_and_back, wait_for_app, wait_until_persisted)
 from motionkit_testing.comfy_session import PACK_DIRNAME
 from motionkit_testing.pack import pack_module
 from motionkit_testing.tiny_sam import TINY_SAM_PTH, ensure_tiny_sam
@@ -32,13 +38,21 @@ EXAMPLE = REPO / "example_workflows" / "arrows_to_trajectories.json"
 NODE_TYPE = "MotionKitArrowsToTracks"
 EDITOR = f"app.graph._nodes.find(n => n.type === '{NODE_TYPE}').motionkitArrowEditor"
 arrows_mod = pack_module("arrows")
+tracks_mod = pack_module("tracks")
 drawing = pack_module("track_drawing")
+
+
+WIDE_IMAGE, WIDE_SIZE = "motionkit_wide.png", (320, 180)   # another aspect ratio than the example's
 
 
 @pytest.fixture(scope="module")
 def page(server, base_dir, tmp_path_factory):
     sync_api = playwright_and_chromium()
     write_example_image(base_dir / "input" / EXAMPLE_IMAGE)
+    from PIL import Image
+    yy, xx = np.mgrid[0:WIDE_SIZE[1], 0:WIDE_SIZE[0]]
+    Image.fromarray(np.stack([xx * 255 // WIDE_SIZE[0], yy * 255 // WIDE_SIZE[1], 128 + 0 * xx], -1).astype(np.uint8)
+                    ).save(base_dir / "input" / WIDE_IMAGE)
     ensure_tiny_sam(base_dir)
     shots = tmp_path_factory.mktemp("arrow_editor_screenshots")
     with sync_api.sync_playwright() as p:
@@ -413,7 +427,7 @@ def test_bend_reverse_and_delete(page, server):
         page.get_by_role("button", name="Reverse").click()
         reversed_pts = np.array(json.loads(arrows_value(page))["arrows"][0]["points"])
         assert np.array_equal(reversed_pts, moved[::-1])
-        page.evaluate(f"() => {EDITOR}.canvas.focus()")
+        page.evaluate(f"() => {EDITOR}.focus()")
         page.keyboard.press("Delete")
         assert json.loads(arrows_value(page))["arrows"] == []
         assert page.evaluate(f"() => app.graph._nodes.some(n => n.type === '{NODE_TYPE}')")
@@ -440,3 +454,374 @@ def test_the_editor_uses_the_python_geometry_and_colours(page, server):
             np.testing.assert_allclose(np.array(ticks), expected, atol=1e-9)
         assert [tuple(c) for c in js["palette"]] == list(drawing.PALETTE)
         assert tuple(js["camera"]) == drawing.CAMERA_COLOR
+
+
+
+# --- arrows JSON version 2, history, view, persistence, sizing ------------------------------------------
+
+NODE_ID = "4"   # the arrows node of the example workflow
+PROBE = "MotionKitTestTracksProbe"
+
+
+def editor_js(node_id=None) -> str:
+    if node_id is None:
+        return EDITOR
+    return f"(app.graph.getNodeById({json.dumps(str(node_id))}) ?? app.graph.getNodeById({int(node_id)})).motionkitArrowEditor"
+
+
+def control(page, name: str, node_id=None):
+    """A control of the (node's) arrow editor: its toolbar buttons and timing fields (data-motionkit names)."""
+    page.evaluate(f"""() => {{ document.querySelectorAll('[data-motionkit-target]').forEach(e => delete e.dataset.motionkitTarget);
+        {editor_js(node_id)}.root.dataset.motionkitTarget = '1'; }}""")
+    return page.locator(f"[data-motionkit-target='1'] [data-motionkit='{name}']")
+
+
+def click_image(page, x: float, y: float, **kwargs) -> None:
+    a = page.evaluate(f"([x, y]) => {EDITOR}.imageToClient(x, y)", [x, y])
+    page.mouse.click(a["x"], a["y"], **kwargs)
+
+
+def set_field(page, name: str, value: str) -> None:
+    """Type into a timing field and commit it with Enter, as a user does."""
+    field = control(page, name)
+    field.fill(value)
+    field.press("Enter")
+
+
+def focus_editor(page) -> None:
+    page.evaluate(f"() => {EDITOR}.focus()")
+
+
+def arrows_value_of(page, node_id) -> str:
+    return page.evaluate(f"() => {editor_js(node_id)}.value()")
+
+
+def add_probe(page) -> str:
+    """A test-only output node on the arrows node's TRACKS output; it hands the tracks back whole."""
+    return page.evaluate(f"""() => {{ const a = app.graph._nodes.find(n => n.type === '{NODE_TYPE}');
+        const p = LiteGraph.createNode('{PROBE}'); p.pos = [a.pos[0], a.pos[1] + a.size[1] + 80]; app.graph.add(p);
+        a.connect(0, p, 0); return String(p.id); }}""")
+
+
+HOLD_CAMERA = [[25.6, 25.6], [256, 25.6], [486.4, 25.6], [25.6, 256], [486.4, 256], [25.6, 486.4], [256, 486.4],
+               [486.4, 486.4]]   # 8 points inset 5% of 512 around the border
+
+
+def test_timing_and_anchors_drawn_in_the_editor_give_exact_tracks(page, server):
+    """Draw and bend an arrow, time it in the timing row (frames 2 to 10, ease-in, visible in range, the bend
+    point reached at frame 6), pin a point of the ball ("Stay") and the background ("Hold camera"); the widget
+    holds arrows JSON version 2; the editor's frame ticks are the Python timing model; queued from the page,
+    the TRACKS are exactly still before frame 2 and after frame 10, follow ease-in between the keys, reach
+    the bend point at frame 6, are visible only in 2..10, and the anchors are exactly still."""
+    with screenshot_on_failure(page, "timing_anchors"):
+        show_node(page)
+        page.wait_for_function(UPSTREAM_SHOWN, arg=EXAMPLE_SIZE, timeout=30_000)
+        # object 0's arrow, then a bend: the midpoint handle dragged down (that point is selected)
+        drag(page, (120.0, 330.0), (320.0, 330.0))
+        drag(page, (220.0, 330.0), (220.0, 400.0))
+        assert editor_state(page)["selectedVertex"] == 1 and editor_state(page)["pointFrame"]
+        set_field(page, "start-frame", "2")
+        set_field(page, "end-frame", "10")
+        control(page, "easing").select_option("ease-in")
+        control(page, "visible").select_option("range")
+        set_field(page, "point-frame", "6")
+        # a frame outside the bend point's neighbours is refused, and says why
+        set_field(page, "point-frame", "11")
+        assert "from 3 to 9" in editor_state(page)["notice"]
+        control(page, "stay").click()
+        click_image(page, 180.0, 260.0)          # on the ball (object 0)
+        control(page, "hold-camera").click()
+
+        value = arrows_value(page)
+        doc = json.loads(value)
+        assert doc["version"] == 2 and (doc["width"], doc["height"]) == (EXAMPLE_SIZE, EXAMPLE_SIZE)
+        (arrow,) = doc["arrows"]
+        assert {k: arrow[k] for k in ("object", "start_frame", "end_frame", "easing", "visible")} == {
+            "object": 0, "start_frame": 2, "end_frame": 10, "easing": "ease-in", "visible": "range"}
+        points = arrow["points"]
+        assert [len(p) for p in points] == [2, 3, 2] and points[1][2] == 6
+        np.testing.assert_allclose([p[:2] for p in points], [[120, 330], [220, 400], [320, 330]], atol=1.5)
+        anchors = doc["anchors"]
+        assert [a["object"] for a in anchors] == [0] + [None] * 8
+        np.testing.assert_allclose(anchors[0]["point"], [180, 260], atol=1.5)
+        np.testing.assert_allclose([a["point"] for a in anchors[1:]], HOLD_CAMERA, atol=0.006)
+
+        # the editor draws the Python timing model
+        motion = arrows_mod.parse_motion(value, 1, EXAMPLE_SIZE, EXAMPLE_SIZE, num_frames=14)
+        moved, visible = arrows_mod.arrow_motion(motion.arrows[0], 14, "ease-in-out")
+        state = editor_state(page)
+        np.testing.assert_allclose(state["ticks"][0], np.array(points[0]) + moved, atol=1e-9)
+        assert state["visibility"][0] == visible.tolist()
+
+        # queued from the page: the TRACKS, number by number
+        probe = add_probe(page)
+        entry = queue_and_wait(page, server)
+        assert entry["prompt"][2][NODE_ID]["inputs"]["arrows"] == value
+        out = entry["outputs"][probe]["motionkit_test_tracks"][0]
+        path, shown, objects = np.array(out["path"]), np.array(out["visibility"]), np.array(out["object"])
+        assert path.shape == (14, 8 + 9, 2) and objects.tolist() == [0] * 8 + [0] + [-1] * 8
+        ball = path[:, :8]
+        assert (ball[:3] == ball[0]).all() and (ball[10:] == ball[10]).all()   # still, bit for bit
+        assert not (ball[3] == ball[2]).any() and not (ball[9] == ball[10]).all()   # and moving in between
+        disp = ball - ball[0]
+        np.testing.assert_allclose(disp, np.broadcast_to(moved[:, None], disp.shape), atol=1e-4)
+        seg1, seg2 = np.subtract(points[1][:2], points[0]), np.subtract(points[2], points[1][:2])
+        np.testing.assert_allclose(disp[6], np.broadcast_to(seg1, (8, 2)), atol=1e-4)     # the bend at frame 6
+        np.testing.assert_allclose(disp[10], np.broadcast_to(seg1 + seg2, (8, 2)), atol=1e-4)
+        # ease-in within each key segment: the share of the segment covered at frame t is u^2
+        for t in range(2, 11):
+            first = t <= 6
+            u = (t - 2) / 4 if first else (t - 6) / 4
+            seg, base = (seg1, 0.0) if first else (seg2, seg1)
+            covered = ((disp[t] - base) @ seg) / (seg @ seg)
+            np.testing.assert_allclose(covered, u * u, atol=2e-6)
+        # visible in frames 2..10 only (and, as always, only while inside the image: the tiny random SAM's
+        # mask is not the ball, so some control points start far right and leave the image)
+        in_range = np.array([2 <= t <= 10 for t in range(14)])[:, None]
+        inside = tracks_mod.inside_image(ball, EXAMPLE_SIZE, EXAMPLE_SIZE)
+        assert (shown[:, :8] == (in_range & inside)).all() and shown[2:11, :8].any()
+        # anchors: exactly still at their points, visible throughout
+        pins = path[:, 8:]
+        assert (pins == pins[0]).all() and shown[:, 8:].all()
+        np.testing.assert_array_equal(pins[0], np.float32([a["point"] for a in anchors]))
+
+
+def test_undo_redo_and_delete(page, server):
+    """Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y and the Undo / Redo buttons restore exactly what was saved, one step per
+    drag or click; Delete removes the selected pin, never the node; a value written from outside (a graph-level
+    change) starts a new history."""
+    with screenshot_on_failure(page, "undo"):
+        show_node(page)
+        page.wait_for_function(UPSTREAM_SHOWN, arg=EXAMPLE_SIZE, timeout=30_000)
+        v0 = arrows_value(page)
+        drag(page, (120.0, 330.0), (320.0, 330.0))
+        v1 = arrows_value(page)
+        control(page, "stay").click()
+        click_image(page, 420.0, 120.0)
+        v2 = arrows_value(page)
+        assert json.loads(v1)["version"] == 1 and json.loads(v2)["version"] == 2 and v1 != v0
+        assert editor_state(page)["history"] == {"undo": 2, "redo": 0}
+        focus_editor(page)
+        page.keyboard.press("Control+z")
+        assert arrows_value(page) == v1
+        page.keyboard.press("Control+z")
+        assert arrows_value(page) == v0                   # the example's own text, character for character
+        page.keyboard.press("Control+Shift+z")
+        assert arrows_value(page) == v1
+        control(page, "redo").click()
+        assert arrows_value(page) == v2
+        page.keyboard.press("Control+y")                  # nothing left to redo
+        assert arrows_value(page) == v2 and editor_state(page)["history"] == {"undo": 2, "redo": 0}
+        # select the pin and delete it with the key; undo brings it back
+        click_image(page, 420.0, 120.0)
+        assert editor_state(page)["selectedAnchor"] == 0
+        page.keyboard.press("Delete")
+        assert json.loads(arrows_value(page)) == json.loads(v1)
+        assert page.evaluate(f"() => app.graph._nodes.some(n => n.type === '{NODE_TYPE}')")
+        control(page, "undo").click()
+        assert arrows_value(page) == v2
+        # a right click removes a pin too
+        click_image(page, 420.0, 120.0, button="right")
+        assert "anchors" not in json.loads(arrows_value(page))
+        # written from outside: the history starts anew
+        page.evaluate(f"""(v) => {{ const w = app.graph._nodes.find(n => n.type === '{NODE_TYPE}').widgets
+            .find(w => w.name === 'arrows'); w.value = v; }}""", v0)
+        page.wait_for_function(f"() => {EDITOR}.state().history.undo === 0", timeout=5000)
+        focus_editor(page)
+        page.keyboard.press("Control+z")
+        assert arrows_value(page) == v0
+
+
+def test_zoom_and_pan(page, server):
+    """The wheel zooms the editor (not the graph) about the cursor, Alt+drag pans, drawing while zoomed lands
+    on the image pixels under the mouse, Fit restores the fitted view; none of it is an edit."""
+    with screenshot_on_failure(page, "zoom"):
+        show_node(page)
+        page.wait_for_function(UPSTREAM_SHOWN, arg=EXAMPLE_SIZE, timeout=30_000)
+        value = arrows_value(page)
+        graph_scale = page.evaluate("() => app.canvas.ds.scale")
+        click_image(page, 400.0, 420.0)                   # a click in the editor (focus), no edit
+        assert arrows_value(page) == value
+        under = page.evaluate(f"() => {EDITOR}.imageToClient(300, 200)")
+        page.mouse.move(under["x"], under["y"])
+        page.mouse.wheel(0, -400)
+        page.wait_for_function(f"() => {EDITOR}.state().view.zoom > 1.5", timeout=5000)
+        assert page.evaluate("() => app.canvas.ds.scale") == graph_scale   # the graph did not zoom
+        still = page.evaluate(f"() => {EDITOR}.imageToClient(300, 200)")
+        # (the mouse sits on whole device pixels, up to half a pixel off the point: the zoom scales that)
+        assert abs(still["x"] - under["x"]) < 1.2 and abs(still["y"] - under["y"]) < 1.2
+        zoom = editor_state(page)["view"]["zoom"]
+        np.testing.assert_allclose(editor_state(page)["imageRect"]["scale"],
+                                   editor_state(page)["imageRect"]["fitScale"] * zoom, rtol=1e-9)
+        # draw while zoomed: the points are the image pixels under the mouse
+        start, end = (270.0, 180.0), (330.0, 230.0)
+        drag(page, start, end)
+        doc = json.loads(arrows_value(page))
+        np.testing.assert_allclose(doc["arrows"][0]["points"], [start, end],
+                                   atol=1.0 / editor_state(page)["imageRect"]["scale"])
+        value = arrows_value(page)
+        # Alt+drag pans by the mouse's movement
+        a = page.evaluate(f"() => {EDITOR}.imageToClient(200, 300)")
+        page.keyboard.down("Alt")
+        page.mouse.move(a["x"], a["y"])
+        page.mouse.down()
+        page.mouse.move(a["x"] + 40, a["y"] + 30, steps=6)
+        page.mouse.up()
+        page.keyboard.up("Alt")
+        b = page.evaluate(f"() => {EDITOR}.imageToClient(200, 300)")
+        assert abs(b["x"] - a["x"] - 40) < 1 and abs(b["y"] - a["y"] - 30) < 1
+        assert arrows_value(page) == value
+        control(page, "fit").click()
+        assert editor_state(page)["view"] == {"zoom": 1, "panX": 0, "panY": 0}
+
+
+def assert_same_editor_data(page, node_id, value: str, upstream: bool = True) -> None:
+    """The node's hidden widget holds `value` and its editor shows that document (over the Load Image file,
+    when the node is wired to it)."""
+    assert arrows_value_of(page, node_id) == value
+    if upstream:
+        page.wait_for_function(f"() => {editor_js(node_id)}.state().background === 'upstream'", timeout=30_000)
+    state = page.evaluate(f"() => {editor_js(node_id)}.state()")
+    doc = json.loads(value)
+    assert state["doc"]["arrows"] == doc["arrows"] and state["doc"]["anchors"] == doc["anchors"]
+    assert state["size"] == [EXAMPLE_SIZE, EXAMPLE_SIZE]
+
+
+def test_the_data_survives_copy_paste_tab_switch_save_reopen_and_reload(page, server):
+    """A timed arrow and hold-camera pins: a pasted copy of the node has them (and edits to the copy leave the
+    original alone); going to another workflow tab and back keeps them; the workflow saved and opened again
+    as a file has them; a page reload restores them. (Zoom, pan and the undo history are not saved.)"""
+    with screenshot_on_failure(page, "persistence"):
+        show_node(page)
+        page.wait_for_function(UPSTREAM_SHOWN, arg=EXAMPLE_SIZE, timeout=30_000)
+        drag(page, (120.0, 330.0), (320.0, 330.0))
+        set_field(page, "start-frame", "3")
+        control(page, "hold-camera").click()
+        value = arrows_value(page)
+        assert json.loads(value)["version"] == 2 and json.loads(value)["arrows"][0]["start_frame"] == 3
+
+        copy = copy_paste_node(page, NODE_ID)
+        assert_same_editor_data(page, copy, value, upstream=False)   # pasted without its links
+        page.evaluate(f"() => {editor_js(copy)}.root.querySelector('[data-motionkit=clear]').click()")
+        assert json.loads(arrows_value_of(page, copy))["arrows"] == [] and arrows_value_of(page, NODE_ID) == value
+
+        switch_tab_and_back(page)
+        assert_same_editor_data(page, NODE_ID, value)
+        assert json.loads(arrows_value_of(page, copy))["arrows"] == []
+
+        saved = save_and_reopen(page, "motionkit_arrows_saved.json")
+        assert next(n for n in saved["nodes"] if str(n["id"]) == NODE_ID)["widgets_values"][0] == value
+        assert_same_editor_data(page, NODE_ID, value)
+
+        wait_until_persisted(page, json.dumps(json.loads(value)["arrows"][0]["points"], separators=(",", ":")))
+        page.reload()
+        wait_for_app(page, NODE_TYPE)
+        assert_same_editor_data(page, NODE_ID, value)
+        state = editor_state(page)
+        assert state["view"] == {"zoom": 1, "panX": 0, "panY": 0} and state["history"] == {"undo": 0, "redo": 0}
+
+
+def test_the_canvas_fits_the_node_at_any_size_keeping_the_aspect_ratio(page, server):
+    """A 320x180 image in nodes resized wide, tall, small and large: the editor's canvas stays inside the node
+    and fills its width, the image keeps 16:9 and is letterboxed (touching two opposite sides), and a drawn
+    arrow lands on the image pixels under the mouse at every size."""
+    with screenshot_on_failure(page, "sizing"):
+        show_node(page)
+        set_load_image(page, WIDE_IMAGE)
+        page.wait_for_function(UPSTREAM_SHOWN, arg=WIDE_SIZE[0], timeout=30_000)
+        heights = []
+        for width, height in [(440, 640), (900, 620), (400, 980), (620, 430), (1100, 820)]:
+            resize_node(page, NODE_ID, width, height)
+            page.wait_for_function(f"""([w, h]) => {{ const s = {EDITOR}.state();
+                return Math.abs(s.canvas.width - s.imageRect.width) < 0.5 || Math.abs(s.canvas.height - s.imageRect.height) < 0.5; }}""",
+                                   arg=[width, height], timeout=5000)
+            page.wait_for_timeout(300)
+            state, node = editor_state(page), node_screen_rect(page, NODE_ID)
+            c, img = state["canvas"], state["imageRect"]
+            assert node["left"] - 1 <= c["left"] and c["left"] + c["clientWidth"] <= node["right"] + 1, (c, node)
+            assert node["top"] - 1 <= c["top"] and c["top"] + c["clientHeight"] <= node["bottom"] + 1, (c, node)
+            assert c["width"] >= width - 40, (c, width)
+            assert abs(img["width"] / img["height"] - WIDE_SIZE[0] / WIDE_SIZE[1]) < 1e-9
+            assert img["x"] >= -0.01 and img["y"] >= -0.01
+            assert img["x"] + img["width"] <= c["width"] + 0.01 and img["y"] + img["height"] <= c["height"] + 0.01
+            fills_width = abs(img["width"] - c["width"]) < 0.01 and abs(img["x"]) < 0.01
+            fills_height = abs(img["height"] - c["height"]) < 0.01 and abs(img["y"]) < 0.01
+            assert fills_width or fills_height, (img, c)
+            np.testing.assert_allclose([img["x"] * 2 + img["width"], img["y"] * 2 + img["height"]],
+                                       [c["width"], c["height"]], atol=0.01)   # centred
+            heights.append(c["height"])
+            control(page, "clear").click()
+            start, end = (40.0, 150.0), (280.0, 40.0)
+            drag(page, start, end)
+            doc = json.loads(arrows_value(page))
+            assert (doc["width"], doc["height"]) == WIDE_SIZE
+            np.testing.assert_allclose(doc["arrows"][0]["points"], [start, end], atol=1.5 / img["scale"] + 0.01)
+        assert heights[2] > heights[1] and heights[4] > heights[3]   # a taller node, a taller canvas
+
+
+
+def test_the_editor_timing_model_and_format_are_the_python_ones(page, server):
+    """Random version-2 arrows (start/end frames, own easing, timed points, visibility): the editor's
+    per-frame points and visibility are modules/arrows.py's arrow_motion; what the editor writes parses in
+    Python to the same arrows and anchors; without version-2 keys it writes version 1."""
+    with screenshot_on_failure(page, "timing_model"):
+        rng = np.random.default_rng(1)
+        cases = []
+        for k in range(40):
+            frames = int(rng.integers(3, 30))
+            n = int(rng.integers(2, 6))
+            pts = rng.uniform(0, 300, size=(n, 2)).round(2).tolist()
+            start = int(rng.integers(0, frames - 1))
+            end = int(rng.integers(start + 1, frames))
+            arrow = {"object": k % 3, "points": pts}
+            if k % 4:
+                arrow.update(start_frame=start, end_frame=end)
+            else:
+                start, end = 0, frames - 1
+            if k % 3:
+                arrow["easing"] = ["linear", "ease-in", "ease-out", "ease-in-out"][k % 4]
+            if k % 2:
+                arrow["visible"] = "range"
+            free = list(range(start + 1, end))           # timed inner points: increasing frames inside the range
+            inner = sorted(rng.choice(free, size=min(len(free), n - 2), replace=False).tolist()) if free else []
+            for j, f in zip(range(1, n - 1), inner):
+                if rng.random() < 0.7:
+                    pts[j].append(int(f))
+            cases.append((arrow, frames, ["linear", "ease-in", "ease-out", "ease-in-out"][k % 4 - 1]))
+        js = page.evaluate(f"""async (cases) => {{
+            const g = await import('/extensions/{PACK_DIRNAME}/js/arrow_geometry.js');
+            return cases.map(([a, n, e]) => [g.arrowFrames(a, n, e), g.arrowVisibility(a, n)]); }}""", cases)
+        for (arrow, frames, easing), (ticks, shown) in zip(cases, js):
+            doc = json.dumps({"version": 2, "width": 300, "height": 300, "arrows": [{**arrow, "object": 0}]})
+            (parsed,) = arrows_mod.parse_motion(doc, 1, 300, 300, num_frames=frames).arrows
+            moved, visible = arrows_mod.arrow_motion(parsed, frames, easing)
+            np.testing.assert_allclose(ticks, np.array(arrow["points"][0][:2]) + moved, atol=1e-9, err_msg=str(arrow))
+            assert shown == visible.tolist(), arrow
+
+        docs = page.evaluate(f"""async () => {{
+            const g = await import('/extensions/{PACK_DIRNAME}/js/arrow_geometry.js');
+            const v2 = {{version: 1, width: 512, height: 288, note: 'kept', arrows: [
+                {{object: 0, points: [[10.004, 20], [100, 50, 4], [200, 90]], start_frame: 1, end_frame: 9,
+                  easing: 'ease-out', visible: 'range', extra: 1}},
+                {{object: 1, points: [[5, 5], [50, 5]]}}],
+                anchors: [{{object: 1, point: [30, 40]}}, {{object: null, point: [500, 280]}}]}};
+            const v1 = {{version: 1, width: 512, height: 288, arrows: [{{object: 1, points: [[1, 2], [3, 4]]}}]}};
+            const hold = {{version: 1, width: 512, height: 288, arrows: [], anchors: g.holdCameraPoints(512, 288)
+                .map(p => ({{object: null, point: p}}))}};
+            return [g.serializeDocument(v2), g.serializeDocument(v1), g.serializeDocument(hold),
+                    g.parseDocument(g.serializeDocument(v2)).doc]; }}""")
+        v2, v1, hold, reparsed = docs
+        data = json.loads(v2)
+        assert data["version"] == 2 and data["note"] == "kept" and data["arrows"][0]["extra"] == 1
+        assert data["arrows"][0]["points"] == [[10.0, 20], [100, 50, 4], [200, 90]]
+        motion = arrows_mod.parse_motion(v2, 2, 512, 288, num_frames=10)
+        a0 = motion.arrows[0]
+        assert (a0.start_frame, a0.end_frame, a0.easing, a0.visible, a0.point_frames) == (1, 9, "ease-out", "range",
+                                                                                         (None, 4, None))
+        assert [a.object for a in motion.anchors] == [1, -1]
+        assert reparsed["arrows"][0]["points"] == data["arrows"][0]["points"] and reparsed["anchors"][1]["object"] is None
+        assert json.loads(v1) == {"version": 1, "width": 512, "height": 288, "arrows": [{"object": 1, "points": [[1, 2], [3, 4]]}]}
+        held = arrows_mod.parse_motion(hold, 1, 512, 288)
+        np.testing.assert_allclose([a.point for a in held.anchors],
+                                   [[x * 512, y * 288] for y in (0.05, 0.5, 0.95) for x in (0.05, 0.5, 0.95)
+                                    if (x, y) != (0.5, 0.5)], atol=0.006)
