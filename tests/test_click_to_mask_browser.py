@@ -1,8 +1,11 @@
 """The point editor in the real ComfyUI frontend (headless Debian Chromium, Playwright) against a real ComfyUI
 server with MotionKit: load the example workflow, click on the image in the node, see SamPredictor's mask
 drawn over it, edit points (negative, new object, drag, delete), queue, find the saved mask, and reload the
-page to find the points and masks again. Runs on the frontend of the session's lane (MOTIONKIT_FRONTEND:
-the host's own, or the newest in the classic canvas or with Nodes 2.0; see motionkit_testing/frontends.py)."""
+page to find the points and masks again. Also: a box drawn by dragging, ten objects (more than the palette),
+undo/redo, zoom and pan (clicks land on the pixel under the mouse), the points surviving copy-paste of the
+node, a workflow tab switch and save/reopen, and the image letterboxed into the node at any size. Runs on the
+frontend of the session's lane (MOTIONKIT_FRONTEND: the host's own, or the newest in the classic canvas or
+with Nodes 2.0; see motionkit_testing/frontends.py)."""
 from __future__ import annotations
 
 import json
@@ -14,8 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from motionkit_testing.browser import (CHROMIUM, CHROMIUM_ARGS, dismiss_overlays, load_issues, open_app,
-                                      playwright_and_chromium, wait_for_app, wait_until_persisted)
+from motionkit_testing.browser import (CHROMIUM, CHROMIUM_ARGS, copy_paste_node, dismiss_overlays, load_issues,
+                                      node_screen_rect, open_app, playwright_and_chromium, resize_node,
+                                      save_and_reopen, switch_tab_and_back, wait_for_app, wait_until_persisted)
 from motionkit_testing.comfy_session import PACK_DIRNAME
 from motionkit_testing.pack import pack_module
 from motionkit_testing.tiny_sam import (SAM_TEST_IMAGE, TINY_SAM_PTH, build_sam, ensure_tiny_sam, load_uint8,
@@ -315,4 +319,182 @@ def test_without_a_load_image_upstream_the_first_run_shows_the_frame(page, serve
     (info,) = entry["outputs"][save_id]["images"]
     saved = np.array(Image.open(base_dir / "output" / info["subfolder"] / info["filename"]))[..., 0] == 255
     assert np.array_equal(saved, want)
+    assert not our_errors(page), our_errors(page)
+
+
+
+# --- boxes, many objects, history, view, persistence, sizing ------------------------------------------------
+
+def setup_example(pg) -> str:
+    """The example workflow with the test image and the tiny SAM picked, at canvas zoom 1; the Click to Mask
+    node's id once the image is shown."""
+    wf = json.loads(WORKFLOW.read_text())
+    pg.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", wf)
+    load_issues(pg)
+    pg.evaluate(f"""() => {{
+        const g = window.app.graph;
+        const set = (w, v) => {{ w.value = v; w.callback?.(v); }};
+        set(g._nodes.find(n => n.type === 'LoadImage').widgets.find(w => w.name === 'image'), '{SAM_TEST_IMAGE}');
+        set(g._nodes.find(n => n.type === 'MotionKitSAMLoader').widgets[0], '{TINY_SAM_PTH}');
+        window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [0, 0];
+        window.app.canvas.deselectAll?.(); window.app.canvas.setDirty(true, true);
+    }}""")
+    pg.wait_for_function(IMAGE_SHOWN, timeout=30_000)
+    dismiss_overlays(pg)
+    return pg.evaluate("() => String(window.app.graph._nodes.find(n => n.type === 'MotionKitClickToMask').id)")
+
+
+def info(pg, node_id=None) -> dict:
+    editor = EDITOR if node_id is None else f"window.app.graph.getNodeById({node_id}).motionkitSamEditor"
+    return pg.evaluate(f"() => {editor}.info()")
+
+
+def points_of(pg, node_id) -> str:
+    return pg.evaluate(f"() => window.app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'points').value")
+
+
+def editor_button(pg, name: str):
+    pg.evaluate(f"""() => {{ document.querySelectorAll('[data-motionkit-target]').forEach(e => delete e.dataset.motionkitTarget);
+        {EDITOR}.root.dataset.motionkitTarget = '1'; }}""")
+    return pg.locator(f"[data-motionkit-target='1'] [data-motionkit='{name}']")
+
+
+def test_a_box_by_dragging_and_ten_objects(page, server, base_dir, reference_sam):
+    """Dragging on the image draws the active object's box (SAM's box prompt); N and a click start each of ten
+    objects, more than the palette's eight colours: ten masks, SamPredictor's, in colours that cycle; undo and
+    redo step through them."""
+    image = load_uint8(base_dir / "input" / SAM_TEST_IMAGE)
+    setup_example(page)
+    a, b = client_xy(page, 10, 14), client_xy(page, 46, 50)
+    page.mouse.move(*a)
+    page.mouse.down()
+    page.mouse.move(*b, steps=8)
+    page.mouse.up()
+    s = wait_for_masks(page, 1)
+    (obj,) = objects_of(s["points"])
+    assert obj["positive"] == [] and obj["negative"] == []
+    np.testing.assert_allclose(obj["box"], [10.5, 14.5, 46.5, 50.5], atol=1.01)   # pixel centres, rounded
+    (want, _, _), = predictor_masks(reference_sam, image, [obj])
+    assert s["maskPixels"] == int(want.sum())
+
+    clicks = [(x, y) for y in (6, 58) for x in (8, 30, 52, 74, 90)][:9]
+    for x, y in clicks:
+        page.keyboard.press("n")
+        page.mouse.click(*client_xy(page, x, y))
+    s = wait_for_masks(page, 10)
+    objs = objects_of(s["points"])
+    assert len(objs) == 10 and [o["positive"] for o in objs[1:]] == [[[x, y]] for x, y in clicks]
+    expected = predictor_masks(reference_sam, image, objs)
+    assert s["maskPixels"] == sum(int(m.sum()) for m, _, _ in expected)
+    chips = page.evaluate(f"""() => [...{EDITOR}.legend.children].map(c => [c.textContent,
+        c.style.background.match(/\\d+/g).slice(0, 3).map(Number)])""")
+    assert [c[0] for c in chips] == [str(i + 1) for i in range(10)]
+    assert [c[1] for c in chips] == [[int(np.floor(v * 255 + 0.5)) for v in msam.PALETTE[i % len(msam.PALETTE)]]
+                                     for i in range(10)]   # Math.round, the palette cycling
+
+    editor_button(page, "undo").click()
+    s = wait_for_masks(page, 9)
+    assert objects_of(s["points"]) == objs[:9]
+    page.keyboard.press("Control+Shift+z")
+    s = wait_for_masks(page, 10)
+    assert objects_of(s["points"]) == objs
+    for _ in range(10):
+        page.keyboard.press("Control+z")
+    s = editor_state(page)
+    assert s["points"] == "" and info(page)["history"] == {"undo": 0, "redo": 10}
+    page.keyboard.press("Control+y")
+    s = wait_for_masks(page, 1)
+    assert objects_of(s["points"]) == objs[:1]
+    assert not our_errors(page), our_errors(page)
+
+
+def test_zoom_and_pan_then_a_click_lands_on_its_pixel(page, server):
+    """The wheel zooms the editor about the cursor (not the graph), Alt+drag pans (no point added), a click in
+    the zoomed view lands on the pixel under the mouse, Fit restores the fitted view."""
+    setup_example(page)
+    graph_scale = page.evaluate("() => app.canvas.ds.scale")
+    page.evaluate(f"() => {EDITOR}.focus()")
+    page.mouse.move(*client_xy(page, 60, 20))
+    page.mouse.wheel(0, -400)
+    page.wait_for_function(f"() => {EDITOR}.info().view.zoom > 1.5", timeout=5000)
+    page.mouse.wheel(0, -400)
+    page.wait_for_function(f"() => {EDITOR}.info().view.zoom > 3", timeout=5000)
+    assert page.evaluate("() => app.canvas.ds.scale") == graph_scale
+    i = info(page)
+    assert abs(i["fit"]["scale"] - i["fit"]["fitScale"] * i["view"]["zoom"]) < 1e-9
+    page.mouse.click(*client_xy(page, 63, 23))
+    s = wait_for_masks(page, 1)
+    assert objects_of(s["points"]) == [{"positive": [[63, 23]], "negative": [], "box": None}]
+    x, y = client_xy(page, 57, 19)   # (what stays in view around the zoom's centre)
+    page.keyboard.down("Alt")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x - 30, y + 20, steps=5)
+    page.mouse.up()
+    page.keyboard.up("Alt")
+    x2, y2 = client_xy(page, 57, 19)
+    assert abs(x2 - x + 30) < 1 and abs(y2 - y - 20) < 1
+    assert objects_of(editor_state(page)["points"]) == [{"positive": [[63, 23]], "negative": [], "box": None}]
+    page.mouse.click(*client_xy(page, 58, 25), button="right")
+    page.wait_for_function(f"() => {EDITOR}.pointsWidget.value.includes('[58,25]')", timeout=10_000)
+    s = wait_for_masks(page, 1)
+    assert objects_of(s["points"])[0]["negative"] == [[58, 25]]
+    editor_button(page, "fit").click()
+    assert info(page)["view"] == {"zoom": 1, "panX": 0, "panY": 0}
+    assert not our_errors(page), our_errors(page)
+
+
+def test_points_survive_copy_paste_a_tab_switch_and_save_reopen(page, server):
+    """Two objects (a point, a box): a pasted copy of the node holds them and shows them; going to another
+    workflow tab and back, and saving the workflow and opening it again, keep them and their masks."""
+    node = setup_example(page)
+    page.mouse.click(*client_xy(page, 28, 32))
+    page.keyboard.press("n")
+    a, b = client_xy(page, 60, 10), client_xy(page, 85, 45)
+    page.mouse.move(*a)
+    page.mouse.down()
+    page.mouse.move(*b, steps=6)
+    page.mouse.up()
+    s = wait_for_masks(page, 2)
+    value = s["points"]
+    assert [bool(o["box"]) for o in objects_of(value)] == [False, True]
+
+    copy = copy_paste_node(page, node)
+    assert points_of(page, copy) == value
+    pasted = page.evaluate(f"() => window.app.graph.getNodeById({copy}).motionkitSamEditor.state")
+    assert [[o["positive"], o["box"]] for o in pasted["objects"]] == [[o["positive"], o["box"]] for o in objects_of(value)]
+
+    switch_tab_and_back(page)
+    assert points_of(page, node) == value and points_of(page, copy) == value
+    page.wait_for_function(IMAGE_SHOWN, timeout=30_000)
+    assert wait_for_masks(page, 2, points=value)["maskPixels"] == s["maskPixels"]
+
+    saved = save_and_reopen(page, "motionkit_points_saved.json")
+    assert next(n for n in saved["nodes"] if str(n["id"]) == node)["widgets_values"] == [value]
+    page.wait_for_function(IMAGE_SHOWN, timeout=30_000)
+    assert wait_for_masks(page, 2, points=value)["maskPixels"] == s["maskPixels"]
+    assert info(page)["history"] == {"undo": 0, "redo": 0}   # the history is the editor's, not saved
+    assert not our_errors(page), our_errors(page)
+
+
+def test_the_image_fits_the_node_at_any_size(page, server):
+    """Resized wide, tall, small and large, the node's canvas stays inside it and the 96x64 image keeps 3:2,
+    letterboxed and centred; a click lands on the pixel under the mouse at every size."""
+    node = setup_example(page)
+    for k, (width, height) in enumerate([(480, 470), (900, 460), (380, 700), (600, 360)]):
+        resize_node(page, node, width, height)
+        page.wait_for_timeout(400)
+        i, box = info(page), node_screen_rect(page, node)
+        c, fit = i["canvas"], i["fit"]
+        assert box["left"] - 1 <= c["left"] and c["left"] + c["clientWidth"] <= box["right"] + 1, (c, box)
+        assert box["top"] - 1 <= c["top"] and c["top"] + c["clientHeight"] <= box["bottom"] + 1, (c, box)
+        assert c["width"] >= width - 40
+        w, h = 96 * fit["scale"], 64 * fit["scale"]
+        assert abs(w - c["width"]) < 0.01 or abs(h - c["height"]) < 0.01, (fit, c)
+        assert w <= c["width"] + 0.01 and h <= c["height"] + 0.01
+        np.testing.assert_allclose([fit["x"] * 2 + w, fit["y"] * 2 + h], [c["width"], c["height"]], atol=0.01)
+        editor_button(page, "clear").click()
+        page.mouse.click(*client_xy(page, 20 + 10 * k, 30))
+        s = wait_for_masks(page, 1)
+        assert objects_of(s["points"]) == [{"positive": [[20 + 10 * k, 30]], "negative": [], "box": None}]
     assert not our_errors(page), our_errors(page)
