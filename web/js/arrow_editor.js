@@ -90,6 +90,11 @@ function loadImage(src) {
   });
 }
 
+// A pin stays on the image's pixels: 0 <= x < width, 0 <= y < height (the node refuses x = width).
+function clampAnchor([x, y], width, height) {
+  return [Math.max(0, Math.min(width - 0.01, x)), Math.max(0, Math.min(height - 0.01, y))];
+}
+
 function element(tag, style = {}, props = {}) {
   const el = document.createElement(tag);
   Object.assign(el.style, style);
@@ -657,7 +662,7 @@ class ArrowEditor {
       this.drag = { kind: "anchor", anchor: -1 };
       this.edit((d) => {
         d.anchors = d.anchors || [];
-        d.anchors.push({ object, point: clampPoint(p, d.width, d.height) });
+        d.anchors.push({ object, point: clampAnchor(p, d.width, d.height) });
         this.drag.anchor = d.anchors.length - 1;
       });
       this.select_(-1, -1, this.drag.anchor);
@@ -696,7 +701,7 @@ class ArrowEditor {
     this.edit((doc) => {
       if (drag.kind === "anchor") {
         const anchor = doc.anchors?.[drag.anchor];
-        if (anchor) anchor.point = clampPoint(p, doc.width, doc.height);
+        if (anchor) anchor.point = clampAnchor(p, doc.width, doc.height);
         return;
       }
       const arrow = doc.arrows[drag.arrow];
@@ -921,9 +926,12 @@ class ArrowEditor {
 
     const late = (doc?.arrows || []).filter((a) => [a.start_frame, a.end_frame, ...a.points.map((p) => p[2])]
       .some((v) => Number.isInteger(v) && v > frames - 1));
+    const contradiction = (doc?.arrows || []).some((a) => a.object === CAMERA) &&
+      (doc?.anchors || []).some((a) => a.object === BACKGROUND);
     this.status.textContent = this.isLinked() ? "Arrows come from the linked input; unlink it to draw."
       : problem ? `${problem}. Drawing replaces it.`
         : this.notice ? this.notice
+          : contradiction ? "A camera arrow moves the background that background pins hold still: delete one of them."
           : late.length ? `An arrow's frames go past num_frames (${frames}): shown clamped to frame ${frames - 1}.`
             : this.tool === "stay" ? STAY_HELP
               : !this.background ? `Queue once to see the image and masks. ${HELP}` : HELP;
