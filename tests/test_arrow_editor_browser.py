@@ -808,9 +808,11 @@ def test_the_editor_timing_model_and_format_are_the_python_ones(page, server):
             const v1 = {{version: 1, width: 512, height: 288, arrows: [{{object: 1, points: [[1, 2], [3, 4]]}}]}};
             const hold = {{version: 1, width: 512, height: 288, arrows: [], anchors: g.holdCameraPoints(512, 288)
                 .map(p => ({{object: null, point: p}}))}};
+            const untimed = {{version: 2, width: 10, height: 10, arrows: [{{object: 0, points: [[0, 0], [5, 5, null], [9, 9]]}}]}};
             return [g.serializeDocument(v2), g.serializeDocument(v1), g.serializeDocument(hold),
-                    g.parseDocument(g.serializeDocument(v2)).doc]; }}""")
-        v2, v1, hold, reparsed = docs
+                    g.parseDocument(g.serializeDocument(v2)).doc, g.parseDocument(JSON.stringify(untimed)).doc]; }}""")
+        v2, v1, hold, reparsed, untimed = docs
+        assert untimed["arrows"][0]["points"] == [[0, 0], [5, 5], [9, 9]]   # a null frame is no frame, as in Python
         data = json.loads(v2)
         assert data["version"] == 2 and data["note"] == "kept" and data["arrows"][0]["extra"] == 1
         assert data["arrows"][0]["points"] == [[10.0, 20], [100, 50, 4], [200, 90]]

@@ -156,7 +156,9 @@ export function emptyDocument(width, height) {
 }
 
 const finitePair = (p) => Array.isArray(p) && p.length >= 2 && Number.isFinite(p[0]) && Number.isFinite(p[1]);
-const isPoint = (p) => finitePair(p) && (p.length === 2 || (p.length === 3 && Number.isInteger(p[2]) && p[2] >= 0));
+// [x, y] or [x, y, frame] (frame null: none, as modules/arrows.py reads it)
+const isPoint = (p) => finitePair(p) && (p.length === 2 || (p.length === 3 && (p[2] === null || (Number.isInteger(p[2]) && p[2] >= 0))));
+const copyPoint = (p) => (Number.isInteger(p[2]) ? [p[0], p[1], p[2]] : [p[0], p[1]]);
 
 // Parse the widget value. Returns {doc, problem}: doc is editable (unknown fields kept) or null when the
 // value is not arrows JSON v1/v2 (e.g. a KJNodes coordinate string), problem says why.
@@ -176,7 +178,7 @@ export function parseDocument(text) {
     return { doc: null, problem: "the arrows JSON lacks width, height or arrows" };
   }
   const arrows = data.arrows.filter((a) => a && Array.isArray(a.points) && a.points.length >= 2 && a.points.every(isPoint));
-  const doc = { ...data, arrows: arrows.map((a) => ({ ...a, object: normaliseObject(a.object), points: a.points.map((p) => p.slice()) })) };
+  const doc = { ...data, arrows: arrows.map((a) => ({ ...a, object: normaliseObject(a.object), points: a.points.map(copyPoint) })) };
   if (Array.isArray(data.anchors)) {
     doc.anchors = data.anchors.filter((a) => a && finitePair(a.point))
       .map((a) => ({ ...a, object: anchorObject(a.object), point: [a.point[0], a.point[1]] }));
