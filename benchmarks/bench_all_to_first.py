@@ -164,6 +164,27 @@ def _numel(shape) -> int:
     return n
 
 
+def add_box_tracks(p: dict, args) -> dict:
+    """A box object (a third of the frame, left of centre) as a MASK (node "mask") and its arrow, a quarter of
+    the width to the right, as TRACKS (node "tracks"): the drawn control of the benchmarks that need one."""
+    w, h = args.width, args.height
+    side_w, side_h = w // 3, h // 3
+    x0, y0 = w // 6, h // 3
+    start = [x0 + side_w / 2, y0 + side_h / 2]
+    arrows = {"version": 1, "width": w, "height": h,
+              "arrows": [{"object": 0, "points": [start, [start[0] + w / 4, start[1]]]}]}
+    p.update({
+        "bg": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": w, "height": h}},
+        "fg": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": side_w, "height": side_h}},
+        "mask": {"class_type": "MaskComposite", "inputs": {"destination": ["bg", 0], "source": ["fg", 0],
+                                                          "x": x0, "y": y0, "operation": "add"}},
+        "tracks": {"class_type": "MotionKitArrowsToTracks", "inputs": {
+            "masks": ["mask", 0], "arrows": json.dumps(arrows), "num_frames": args.frames,
+            "points_per_object": 8, "seed": 0, "easing": "linear"}},
+    })
+    return p
+
+
 def add_patch(p: dict, args) -> dict:
     """Insert the measured patch between the guidance node and the KSampler (All-to-First, strength 1)."""
     p["a2f"] = {"class_type": "MotionKitAllToFirstAttention", "inputs": {

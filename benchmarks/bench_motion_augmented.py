@@ -17,7 +17,6 @@ Usage: ``.venv/bin/python benchmarks/bench_motion_augmented.py [--device cuda] [
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
@@ -27,19 +26,8 @@ _spec.loader.exec_module(base_bench)
 
 
 def add_motion_augmented(p: dict, args) -> dict:
-    w, h = args.width, args.height
-    side_w, side_h = w // 3, h // 3
-    x0, y0 = w // 6, h // 3
-    arrows = {"version": 1, "width": w, "height": h, "arrows": [{"object": 0, "points": [
-        [x0 + side_w / 2, y0 + side_h / 2], [x0 + side_w / 2 + w / 4, y0 + side_h / 2]]}]}
+    base_bench.add_box_tracks(p, args)
     p.update({
-        "bg": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": w, "height": h}},
-        "fg": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": side_w, "height": side_h}},
-        "mask": {"class_type": "MaskComposite", "inputs": {"destination": ["bg", 0], "source": ["fg", 0],
-                                                          "x": x0, "y": y0, "operation": "add"}},
-        "tracks": {"class_type": "MotionKitArrowsToTracks", "inputs": {
-            "masks": ["mask", 0], "arrows": json.dumps(arrows), "num_frames": args.frames,
-            "points_per_object": 8, "seed": 0, "easing": "linear"}},
         "field": {"class_type": "MotionKitTracksToMotionField", "inputs": {
             "tracks": ["tracks", 0], "masks": ["mask", 0], "boundary_softness": 4.0}},
         "maa": {"class_type": "MotionKitMotionAugmentedAttention", "inputs": {

@@ -72,19 +72,8 @@ def write_checkpoint(path: Path, device: str) -> None:
 
 def add_puppet_master(p: dict, args) -> dict:
     """Plain SVD's graph with its MODEL replaced by Load Puppet-Master -> Puppet-Master Drags."""
-    w, h = args.width, args.height
-    side_w, side_h = w // 3, h // 3
-    x0, y0 = w // 6, h // 3
-    start = [x0 + side_w / 2, y0 + side_h / 2]
-    arrows = {"version": 1, "width": w, "height": h, "arrows": [{"object": 0, "points": [start, [start[0] + w / 4, start[1]]]}]}
+    base_bench.add_box_tracks(p, args)
     p.update({
-        "bg": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": w, "height": h}},
-        "fg": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": side_w, "height": side_h}},
-        "mask": {"class_type": "MaskComposite", "inputs": {"destination": ["bg", 0], "source": ["fg", 0],
-                                                          "x": x0, "y": y0, "operation": "add"}},
-        "tracks": {"class_type": "MotionKitArrowsToTracks", "inputs": {
-            "masks": ["mask", 0], "arrows": json.dumps(arrows), "num_frames": args.frames,
-            "points_per_object": 8, "seed": 0, "easing": "linear"}},
         "pm": {"class_type": "MotionKitPuppetMasterLoader",
                "inputs": {"unet_name": PM_FILE.format(spec=spec_for(args.device).name)}},
         "drags": {"class_type": "MotionKitPuppetMasterDrags", "inputs": {"model": ["pm", 0], "tracks": ["tracks", 0]}},

@@ -124,6 +124,18 @@ def pixel_away_from(mask: np.ndarray, value: bool, points: list, min_dist: float
     raise AssertionError("no pixel to sample")
 
 
+def choose_test_image_and_sam(page) -> None:
+    """Point the workflow's Load Image at the test image and its SAM loader at the tiny test SAM, at zoom 1."""
+    page.evaluate(f"""() => {{
+        const g = window.app.graph;
+        const set = (w, v) => {{ w.value = v; w.callback?.(v); }};
+        set(g._nodes.find(n => n.type === 'LoadImage').widgets.find(w => w.name === 'image'), '{SAM_TEST_IMAGE}');
+        set(g._nodes.find(n => n.type === 'MotionKitSAMLoader').widgets[0], '{TINY_SAM_PTH}');
+        window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [0, 0];
+        window.app.canvas.deselectAll?.(); window.app.canvas.setDirty(true, true);
+    }}""")
+
+
 def test_click_shows_the_mask_then_queue_saves_it(page, server, base_dir, reference_sam):
     wf = json.loads(WORKFLOW.read_text())
     node_id = {n["type"]: str(n["id"]) for n in wf["nodes"]}
@@ -151,14 +163,7 @@ def test_click_shows_the_mask_then_queue_saves_it(page, server, base_dir, refere
     page.wait_for_function(f"() => {EDITOR}.statusEl.textContent.includes('Could not load example.png')",
                            timeout=30_000)
     assert editor_state(page)["status"] in ("no-image", "ready", "no-model")
-    page.evaluate(f"""() => {{
-        const g = window.app.graph;
-        const set = (w, v) => {{ w.value = v; w.callback?.(v); }};
-        set(g._nodes.find(n => n.type === 'LoadImage').widgets.find(w => w.name === 'image'), '{SAM_TEST_IMAGE}');
-        set(g._nodes.find(n => n.type === 'MotionKitSAMLoader').widgets[0], '{TINY_SAM_PTH}');
-        window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [0, 0];
-        window.app.canvas.deselectAll?.(); window.app.canvas.setDirty(true, true);
-    }}""")
+    choose_test_image_and_sam(page)
     page.wait_for_function(IMAGE_SHOWN, timeout=30_000)
     assert editor_state(page)["points"] == ""
 
@@ -331,14 +336,7 @@ def setup_example(pg) -> str:
     wf = json.loads(WORKFLOW.read_text())
     pg.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", wf)
     load_issues(pg)
-    pg.evaluate(f"""() => {{
-        const g = window.app.graph;
-        const set = (w, v) => {{ w.value = v; w.callback?.(v); }};
-        set(g._nodes.find(n => n.type === 'LoadImage').widgets.find(w => w.name === 'image'), '{SAM_TEST_IMAGE}');
-        set(g._nodes.find(n => n.type === 'MotionKitSAMLoader').widgets[0], '{TINY_SAM_PTH}');
-        window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [0, 0];
-        window.app.canvas.deselectAll?.(); window.app.canvas.setDirty(true, true);
-    }}""")
+    choose_test_image_and_sam(pg)
     pg.wait_for_function(IMAGE_SHOWN, timeout=30_000)
     dismiss_overlays(pg)
     return pg.evaluate("() => String(window.app.graph._nodes.find(n => n.type === 'MotionKitClickToMask').id)")
