@@ -106,3 +106,40 @@ def test_ground_truth_arrows_through_the_real_node_give_the_ground_truth_motion(
         np.testing.assert_allclose(moved, clip.centers[:, j] - clip.centers[0, j], atol=2e-3)
         assert clip.masks[j][int(path[0, n, 1]), int(path[0, n, 0])] > 0.5
     assert json.loads(clip.arrows_json)["version"] == 1
+
+
+def test_the_whole_pipeline_at_ci_size(tmp_path):
+    """evaluate.py end to end with a handful of steps: the world VAE and UNet trained and cached, a
+    TrackAdapter trained by scripts/train_trackadapter.py on world clips, every row sampled through ComfyUI's
+    executor on one held-out clip, the table and, last, one JSON object with every row (plumbing only)."""
+    import os
+    import subprocess
+    env = {**os.environ, "MOTIONKIT_CONTROL_WORLD_CACHE": str(tmp_path / "cache")}
+    args = [sys.executable, str(REPO / "benchmarks" / "control_world" / "evaluate.py"), "--clips", "1", "--seed", "3",
+            "--steps", "2", "--threads", "1", "--vae-steps", "2", "--unet-steps", "2", "--pool", "2",
+            "--trackadapter-steps", "2", "--strips", str(tmp_path / "strips")]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    sampled = ["no control", "TrackAdapter, trained", "TrackAdapter, training-free",
+               "Motion field + Motion-Augmented Attention", "All-to-First", "All-to-First + TrackAdapter, trained",
+               "All-to-First + TrackAdapter, training-free", "All-to-First + Motion field + MAA"]
+    assert list(result["rows"]) == (["ground-truth video (measurement floor)",
+                                     "ground-truth video through the world VAE"] + sampled
+                                    + ["Still-Moving motion adapter (alpha -1/0/+1)", "Puppet-Master drags"])
+    assert all("not_run" in result["rows"][name] for name in list(result["rows"])[-2:])
+    for name in sampled:
+        row = result["rows"][name]
+        assert set(row) == {"objmc", "appearance", "background", "speed", "lost"}
+        assert 0.0 <= row["lost"]["mean"] <= 1.0
+    floor = result["rows"]["ground-truth video (measurement floor)"]
+    assert floor["objmc"]["median"] < 0.5 and floor["lost"]["mean"] == 0.0
+    assert result["training"]["world_model"]["plan"]["unet_steps"] == 2
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert any(n.startswith("motionkit_control_world_") and n.endswith("_ta2.safetensors") for n in cached), cached
+    assert (tmp_path / "strips" / "clip_000.png").is_file()
+    # a second run finds everything in the cache: nothing is trained again
+    again = subprocess.run(args[:-2] + ["--train-only"], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout.strip().splitlines()[-1])["training"]["trackadapter"]["minutes_this_run"] == 0.0
+    assert "UNet step" not in again.stdout + again.stderr

@@ -14,7 +14,7 @@ The first run trains the world model (models.py) and a TrackAdapter with the pac
 (scripts/train_trackadapter.py, unchanged) on world clips, and caches both in the user cache
 (``~/.cache/motionkit/control_world``); later runs reuse them.
 
-Usage: ``.venv/bin/python benchmarks/control_world/evaluate.py --clips 20 --seed 1 [--steps 12]
+Usage: ``.venv/bin/python benchmarks/control_world/evaluate.py --clips 20 --seed 1 [--steps 25]
 [--threads 1] [--train-only]``
 """
 from __future__ import annotations
@@ -60,11 +60,12 @@ def parse_args(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=12, help="sampling steps")
+    ap.add_argument("--steps", type=int, default=25, help="sampling steps")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--train-only", action="store_true", help="train (or find) the cached models and stop")
     ap.add_argument("--unet-steps", type=int, default=models.TrainPlan.unet_steps)
     ap.add_argument("--vae-steps", type=int, default=models.TrainPlan.vae_steps)
+    ap.add_argument("--pool", type=int, default=models.TrainPlan.pool, help="pre-encoded training clips")
     ap.add_argument("--trackadapter-steps", type=int, default=TRACKADAPTER_STEPS)
     ap.add_argument("--strips", type=Path, help="also write each clip's videos (one row each) as PNG strips here")
     return ap.parse_args(argv)
@@ -210,7 +211,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     base = cs.make_base_dir(Path(tempfile.mkdtemp(prefix="motionkit-control-world-")))
     session = cs.InProcessComfy(base, cs.comfyui_path())
-    plan = models.TrainPlan(vae_steps=args.vae_steps, unet_steps=args.unet_steps)
+    plan = models.TrainPlan(vae_steps=args.vae_steps, unet_steps=args.unet_steps, pool=args.pool)
     ckpt, report = models.world_checkpoint(plan, base / "models" / "checkpoints", log)
     ta_name, ta_minutes = trackadapter_file(session, plan, ckpt, args.trackadapter_steps)
     training = {"world_model": report, "trackadapter": {"steps": args.trackadapter_steps, "file": ta_name,

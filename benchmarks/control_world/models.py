@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class TrainPlan:
     vae_batch: int = 8
     vae_crop: int = 32
     vae_lr: float = 1.5e-3
-    unet_steps: int = 4000
+    unet_steps: int = 10000
     unet_batch: int = 2           # clips per step
     unet_lr: float = 3e-4
     pool: int = 384               # pre-encoded training clips
@@ -180,8 +180,10 @@ def _batch(items: list) -> tuple:
     return x0, conds
 
 
-def train_unet(model, clip_vision, vae, plan: TrainPlan, log: Callable[[str], None] = print) -> dict:
-    """Train the checkpoint's UNet (in place, through ComfyUI's model object) on world clips; its state dict."""
+def train_unet(model, clip_vision, vae, plan: TrainPlan, log: Callable[[str], None] = print, start: int = 0) -> dict:
+    """Train the checkpoint's UNet (in place, through ComfyUI's model object) on world clips; its state dict.
+    ``start``: the steps the UNet has already had (a shorter cached run of the same plan that this one
+    continues; fresh optimizer state, the warm-up again, and a random stream of its own)."""
     log(f"[control world] encoding {plan.pool} training clips")
     pool = [svd_conditioning(model, clip_vision, vae,
                              torch.from_numpy(world.make_clip(training_seed(plan, 10 ** 5 + i), plan.world).frames))
@@ -189,16 +191,16 @@ def train_unet(model, clip_vision, vae, plan: TrainPlan, log: Callable[[str], No
     unet = model.model.diffusion_model
     unet.train().requires_grad_(True)
     opt = torch.optim.AdamW(unet.parameters(), lr=plan.unet_lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(plan.seed + 29)
+    g = torch.Generator().manual_seed(plan.seed + 29 + start)
     frames = plan.world.frames
     tick = time.perf_counter()
     with torch.inference_mode(False), torch.enable_grad():
-        for step in range(plan.unet_steps):
+        for step in range(start, plan.unet_steps):
             pick = torch.randint(len(pool), (plan.unet_batch,), generator=g).tolist()
             x0, conds = _batch([pool[i] for i in pick])
             sigma = torch.exp(P_MEAN + P_STD * torch.randn(plan.unet_batch, generator=g)).repeat_interleave(frames)
             noise = torch.randn(x0.shape, generator=g)
-            lr = plan.unet_lr * min(1.0, (step + 1) / 200)              # short warm-up
+            lr = plan.unet_lr * min(1.0, (step - start + 1) / 200)      # short warm-up
             for group in opt.param_groups:
                 group["lr"] = lr
             pred = model.model.apply_model(x0 + sigma.view(-1, 1, 1, 1) * noise, sigma, **conds,
@@ -211,7 +213,7 @@ def train_unet(model, clip_vision, vae, plan: TrainPlan, log: Callable[[str], No
             loss.backward()
             torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
             opt.step()
-            if step % 100 == 0 or step == plan.unet_steps - 1:
+            if (step - start) % 100 == 0 or step == plan.unet_steps - 1:
                 log(f"[control world] UNet step {step + 1}/{plan.unet_steps} loss {loss.item():.4f} "
                     f"({time.perf_counter() - tick:.0f} s)")
     unet.eval().requires_grad_(False)
@@ -234,6 +236,26 @@ def cached_vae(plan: TrainPlan, log: Callable[[str], None] = print) -> tuple[dic
     return sd, minutes
 
 
+def shorter_run(plan: TrainPlan) -> Optional[tuple]:
+    """``(unet_steps, file, report)`` of the longest cached world model trained with this plan but fewer UNet
+    steps (which a longer plan continues instead of starting over), or None."""
+    best = None
+    for report_path in cache_dir().glob("motionkit_control_world_*.json"):
+        try:
+            report = json.loads(report_path.read_text())
+            other = dict(report["plan"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        steps = other.pop("unet_steps", None)
+        mine = json.loads(json.dumps(asdict(plan), default=str))
+        mine.pop("unet_steps")
+        weights = report_path.with_suffix(".safetensors")
+        if (other == mine and isinstance(steps, int) and steps < plan.unet_steps and weights.is_file()
+                and (best is None or steps > best[0])):
+            best = (steps, weights, report)
+    return best
+
+
 def world_checkpoint(plan: TrainPlan, checkpoints_dir: Path, log: Callable[[str], None] = print) -> tuple[str, dict]:
     """The trained world checkpoint's file name in ``checkpoints_dir`` (linked from the cache; trained on the
     first call, which takes minutes) and its training report."""
@@ -246,13 +268,23 @@ def world_checkpoint(plan: TrainPlan, checkpoints_dir: Path, log: Callable[[str]
         vae_sd, report["vae_minutes"] = cached_vae(plan, log)
         clip_sd = tm.build_clip_vision_sd(tm.WORLD, seed=plan.seed + 2)
         unet_sd = tm.build_unet(tm.WORLD, seed=plan.seed).state_dict()
+        shorter = shorter_run(plan)
+        start = 0
+        if shorter is not None:
+            from safetensors.torch import load_file
+            prefix = "model.diffusion_model."
+            unet_sd = {k[len(prefix):]: v for k, v in load_file(str(shorter[1])).items() if k.startswith(prefix)}
+            start = shorter[0]
+            report["continued_from"] = {"file": shorter[1].name, "unet_steps": start,
+                                        "unet_minutes": shorter[2].get("unet_minutes")}
+            log(f"[control world] continuing {shorter[1].name} ({start} UNet steps) to {plan.unet_steps} steps")
         stage = cache_dir() / f"stage_{name}"
         write_checkpoint(stage, unet_sd, vae_sd, clip_sd, {"stage": "untrained UNet"})
         import comfy.sd
         model, _, vae, clip_vision = comfy.sd.load_checkpoint_guess_config(
             str(stage), output_vae=True, output_clip=False, output_clipvision=True)
         tick = time.perf_counter()
-        unet_sd = train_unet(model, clip_vision, vae, plan, log)
+        unet_sd = train_unet(model, clip_vision, vae, plan, log, start)
         report["unet_minutes"] = (time.perf_counter() - tick) / 60
         report["threads"] = torch.get_num_threads()
         write_checkpoint(cached, unet_sd, vae_sd, clip_sd, report)
