@@ -3,8 +3,11 @@
 headless through /prompt, and write the video to an output folder.
 
 With a real SVD checkpoint (``svd_xt.safetensors``, ``svd.safetensors``, ... in ComfyUI's
-``models/checkpoints`` or the demo's own ``models/checkpoints``) the workflow runs as saved. Without one
-it runs on the embedded default: tiny RANDOM test models at tiny sizes. That output is labelled
+``models/checkpoints`` or the demo's own ``models/checkpoints``) the workflow runs as saved. Without one,
+``--world`` (the default when the Control World model is already trained in the user cache) renders the
+Control World: the trained world model makes a sprite follow its drawn arrow, the tracks are drawn over
+the video, and the clip's ObjMC is printed (benchmarks/control_world). Otherwise it runs the embedded
+default: tiny RANDOM test models at tiny sizes. That output is labelled
 ``TINY_RANDOM_MODEL`` in its file name and in the log, and looks like noise: it proves the pipeline, not
 the method.
 """
@@ -55,11 +58,18 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "output" / "demo"), help="demo ComfyUI base directory")
     ap.add_argument("--tiny", action="store_true", help="use the tiny random models even if SVD is present")
     ap.add_argument("--cpu", action="store_true", help="run a real checkpoint on the CPU too (very slow)")
+    ap.add_argument("--world", action="store_true",
+                    help="render the Control World (benchmarks/control_world): a sprite asked to follow its arrow, "
+                         "on the world model trained in the user cache (trained first if missing)")
     args = ap.parse_args()
 
     comfy = cs.comfyui_path()
     out = Path(args.out).resolve()
-    real = None if args.tiny else find_real_svd(out, comfy)
+    real = None if args.tiny or args.world else find_real_svd(out, comfy)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from control_world import demo as world_demo
+    if args.world or (real is None and not args.tiny and world_demo.available()):
+        return run_world(comfy, out, world_demo)
     # The test-only custom node (tiny model shapes) is linked only when the tiny models are used.
     base = cs.make_base_dir(out, with_test_models=real is None)
     log(f"ComfyUI {comfy} (pinned), base directory {base}")
@@ -109,6 +119,24 @@ def main() -> int:
             log(f"wrote {path}")
         print(json.dumps({"outputs": [str(p) for p in written], "tiny_random_model": real is None}))
         return 0 if written else 1
+    finally:
+        server.stop()
+
+
+def run_world(comfy: Path, out: Path, world_demo) -> int:
+    """The Control World demo: the trained world model (not random), one held-out clip, its ObjMC."""
+    world_demo.ensure_trained(sys.executable, log)
+    base = cs.make_base_dir(out, with_test_models=True)   # the harness registers the world model's shapes
+    server = cs.ComfyServer(base, comfy)
+    try:
+        log(f"server up at {server.url} (CPU); rendering the Control World")
+        t0 = time.time()
+        result = world_demo.run(server, base, log)
+        log(f"workflow finished in {time.time() - t0:.1f}s")
+        for path in result["outputs"]:
+            log(f"wrote {path}")
+        print(json.dumps({**result, "control_world": True, "tiny_random_model": False}))
+        return 0 if result["outputs"] else 1
     finally:
         server.stop()
 

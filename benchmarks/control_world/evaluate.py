@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -52,7 +53,7 @@ NOT_RUN = {
         "not run: Puppet-Master's drag modules come with its official fine-tuned UNet; MotionKit has no trainer "
         "for them, so there are no world-trained drag modules."),
 }
-TRACKADAPTER_STEPS = 1500
+TRACKADAPTER_STEPS = 6000
 
 
 def parse_args(argv=None):
@@ -109,6 +110,14 @@ def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int) ->
                                      path.astype(np.float32), np.ones(path.shape[:2], bool), ids,
                                      clip.masks.astype(np.uint8))
             tmp.rename(folder)
+        resume = cached.with_name(cached.name + ".train.pt")
+        shorter = sorted((int(f.name[len(f"motionkit_control_world_{plan.key()}_ta"):-len(".safetensors.train.pt")]), f)
+                         for f in models.cache_dir().glob(f"motionkit_control_world_{plan.key()}_ta*.safetensors.train.pt")
+                         if f.name[len(f"motionkit_control_world_{plan.key()}_ta"):-len(".safetensors.train.pt")].isdigit())
+        shorter = [(n, f) for n, f in shorter if n < steps]
+        if shorter and not resume.exists():   # continue a shorter cached run (the trainer resumes exactly)
+            shutil.copyfile(shorter[-1][1], resume)
+            log(f"[control world] continuing the TrackAdapter trained for {shorter[-1][0]} steps")
         spec = importlib.util.spec_from_file_location("train_trackadapter_cli", REPO / "scripts" / "train_trackadapter.py")
         cli = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(cli)
