@@ -56,7 +56,9 @@ class MotionKitAllToFirstAttention:
         "(SD1.5 sampled with the latent batch as frames, as AnimateDiff does), each cond/uncond half of the "
         "batch is treated as the frames of one video. A second All-to-First node on the same model replaces "
         "the first one's settings (strength 0 turns it off); so does one after Load Puppet-Master, whose model has "
-        "all-to-first built in.")
+        "all-to-first built in. Measured (benchmarks/README.md, Control World): on an SVD-architecture model not "
+        "trained with it, it did not lower the appearance error and lost more objects; Puppet-Master's UNet is "
+        "trained with it, and there it is part of the model.")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"

@@ -161,7 +161,9 @@ class MotionKitMotionAugmentedAttention:
         "temporal attention of the motion modules, with their position encoding over the interleaved positions as "
         "Motion-I2V does, so the video can have at most (encoding length + 1) / 2 frames (16 for v2). Under CFG each "
         "video (cond, uncond) is warped from its own frame 0, as the method intends; the official stage-2 code "
-        "pairs some frames with the other batch item's frame 0 (its .repeat tiling), which MotionKit does not copy.")
+        "pairs some frames with the other batch item's frame 0 (its .repeat tiling), which MotionKit does not copy. "
+        "Measured (benchmarks/README.md, Control World): on an SVD-architecture model not trained with it, with "
+        "a field from Trajectories to Motion Field, it did not measurably steer objects along their tracks.")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"

@@ -367,7 +367,9 @@ class MotionKitApplyTrackAdapter:
         "covered, and the branch there is attention along the trajectory (frame 0's features warped along the "
         "tracks, as Motion-I2V). Camera tracks make the whole frame the region. Output = (1 - strength) * "
         "original + strength * patched, between start_percent and end_percent. The encoder, field and regions "
-        "are computed once per sampling run.")
+        "are computed once per sampling run. Measured (benchmarks/README.md, Control World): the training-free "
+        "mode steers only a little, mostly by holding objects still; trained weights followed the tracks "
+        "closely on some videos and lost the object's colour on others.")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
