@@ -23,7 +23,7 @@ from motionkit_testing.pack import pack_module
 from motionkit_testing.sd15 import motion_projections, spatial_outputs, write_adapter
 from motionkit_testing.svd import IMAGE, load_tiny
 from motionkit_testing.trackadapter import arrows_json, moving_disc_clip, trainer_module
-from motionkit_testing.workflows import svd_prompt
+from motionkit_testing.workflows import execution_error, svd_prompt, validation_errors
 
 NAN = float("nan")
 REPO = Path(__file__).resolve().parents[1]
@@ -56,20 +56,6 @@ RANGED_FLOATS = [
     ("MotionKitTrainSpatialAdapters", "learning_rate"),
     ("MotionKitTrainSpatialAdapters", "prior_weight"),
 ]
-
-
-def execution_error(comfy, prompt) -> dict:
-    with pytest.raises(WorkflowError) as e:
-        comfy.run(prompt)
-    assert e.value.args[0].startswith("execution failed"), e.value.args[0]
-    return e.value.details
-
-
-def validation_errors(comfy, prompt) -> str:
-    with pytest.raises(WorkflowError) as e:
-        comfy.run(prompt)
-    assert e.value.args[0].startswith("invalid prompt"), e.value.args[0]
-    return json.dumps(e.value.details["node_errors"])
 
 
 def assert_motionkit_error(details: dict, node_type: str, input_name: str, *fragments: str) -> str:

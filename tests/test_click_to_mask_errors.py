@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from motionkit_testing.comfy_session import WorkflowError
 from motionkit_testing.tiny_sam import TINY_SAM_PTH, build_sam, click_prompt, ensure_tiny_sam, points_json
+from motionkit_testing.workflows import execution_error, validation_errors
 
 CLICK = "Click to Mask (SAM) (MotionKitClickToMask)"
 LOADER = "Load SAM Model (MotionKitSAMLoader)"
@@ -19,20 +19,6 @@ LOADER = "Load SAM Model (MotionKitSAMLoader)"
 @pytest.fixture(scope="module")
 def sam_files(comfy, base_dir):
     return ensure_tiny_sam(base_dir)
-
-
-def execution_error(comfy, prompt) -> dict:
-    with pytest.raises(WorkflowError) as e:
-        comfy.run(prompt)
-    assert e.value.args[0].startswith("execution failed"), e.value.args[0]
-    return e.value.details
-
-
-def validation_error(comfy, prompt) -> str:
-    with pytest.raises(WorkflowError) as e:
-        comfy.run(prompt)
-    assert e.value.args[0].startswith("invalid prompt"), e.value.args[0]
-    return json.dumps(e.value.details["node_errors"])
 
 
 @pytest.mark.parametrize("points, problem", [
@@ -56,11 +42,11 @@ def test_bad_points_are_refused(points, problem, comfy, sam_files):
 
 
 def test_a_missing_checkpoint_says_where_to_download_it_and_where_to_put_it(comfy, base_dir, sam_files):
-    errors = validation_error(comfy, click_prompt(points_json([{"positive": [[5, 5]]}]), model="sam_vit_b_01ec64.pth"))
+    errors = validation_errors(comfy, click_prompt(points_json([{"positive": [[5, 5]]}]), model="sam_vit_b_01ec64.pth"))
     assert f"{LOADER}, input 'model_name'" in errors
     assert "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth" in errors
     assert str(base_dir / "models" / "sams") in errors
-    other = validation_error(comfy, click_prompt(points_json([{"positive": [[5, 5]]}]), model="my_sam.pth"))
+    other = validation_errors(comfy, click_prompt(points_json([{"positive": [[5, 5]]}]), model="my_sam.pth"))
     assert "sam_vit_h_4b8939.pth" in other and str(base_dir / "models" / "sams") in other
 
 

@@ -108,3 +108,23 @@ def adapt_to_tiny_models(prompt: dict, ckpt: str, image: str | None = None, run:
             if isinstance(value, str) and value.lstrip().startswith("{"):
                 inputs[key] = _rescale_document(value, run["width"], run["height"])
     return out
+
+
+def execution_error(comfy, prompt) -> dict:
+    """The details of the node error a prompt must fail with while it runs (``comfy``: InProcessComfy)."""
+    import pytest
+    from .comfy_session import WorkflowError
+    with pytest.raises(WorkflowError) as e:
+        comfy.run(prompt)
+    assert e.value.args[0].startswith("execution failed"), e.value.args[0]
+    return e.value.details
+
+
+def validation_errors(comfy, prompt) -> str:
+    """The node errors (as JSON text) a prompt must be refused with before it runs."""
+    import pytest
+    from .comfy_session import WorkflowError
+    with pytest.raises(WorkflowError) as e:
+        comfy.run(prompt)
+    assert e.value.args[0].startswith("invalid prompt"), e.value.args[0]
+    return json.dumps(e.value.details["node_errors"])
