@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from . import measure, models, world
-from .evaluate import TRACKADAPTER_STEPS, clip_inputs, prompt
+from .evaluate import TRACKADAPTER_STEPS, clip_inputs, prompt, trackadapter_file_name
 
 DEMO_SEED = 7_000_003   # a held-out clip (training seeds start at 10**9)
 
 
 def cached_files(plan: models.TrainPlan) -> tuple[Path, Path]:
     cache = models.cache_dir()
-    return (cache / f"motionkit_control_world_{plan.key()}.safetensors",
-            cache / f"motionkit_control_world_{plan.key()}_ta{TRACKADAPTER_STEPS}.safetensors")
+    return cache / models.world_file_name(plan), cache / trackadapter_file_name(plan, TRACKADAPTER_STEPS)
 
 
 def available(plan: models.TrainPlan = models.TrainPlan()) -> bool:
@@ -44,20 +43,13 @@ def link_models(base: Path, plan: models.TrainPlan = models.TrainPlan()) -> tupl
     return ckpt.name, adapter.name
 
 
-class _Session:
-    """What evaluate.clip_inputs needs of a session: the base directory."""
-
-    def __init__(self, base: Path):
-        self.base = base
-
-
 def run(server, base: Path, log) -> dict:
     """Render the demo clip through ``server`` (a ComfyUI HTTP server on ``base``); returns the written files
     and the clip's ObjMC."""
     plan = models.TrainPlan()
     ckpt, adapter = link_models(base, plan)
     clip = next(c for c in (world.make_clip(DEMO_SEED + i, plan.world) for i in range(100)) if c.moving)
-    files = clip_inputs(_Session(base), clip, 0)
+    files = clip_inputs(base, clip, 0)
     p = prompt(ckpt, clip, files, ("all_to_first", "trackadapter_trained"), 1, 25, adapter)
     p.pop("sink")
     p["frames"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": "world/frame"}}

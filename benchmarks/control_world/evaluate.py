@@ -88,6 +88,10 @@ def log(msg: str) -> None:
 
 # --- the pack's TrackAdapter trainer on world clips ------------------------------------------------------
 
+def trackadapter_file_name(plan: models.TrainPlan, steps: int) -> str:
+    return f"motionkit_control_world_{plan.key()}_ta{steps}.safetensors"
+
+
 def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int) -> tuple[str, float]:
     """A TrackAdapter trained by scripts/train_trackadapter.py on world clips (cached); its name in
     models/trackadapter and the training minutes (0 when cached)."""
@@ -95,7 +99,7 @@ def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int) ->
     import numpy as np
     from motionkit_testing.pack import pack_module
     clips_mod = pack_module("trackadapter_clips")
-    name = f"motionkit_control_world_{plan.key()}_ta{steps}.safetensors"
+    name = trackadapter_file_name(plan, steps)
     cached = models.cache_dir() / name
     minutes = 0.0
     if not cached.is_file():
@@ -111,13 +115,11 @@ def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int) ->
                                      clip.masks.astype(np.uint8))
             tmp.rename(folder)
         resume = cached.with_name(cached.name + ".train.pt")
-        shorter = sorted((int(f.name[len(f"motionkit_control_world_{plan.key()}_ta"):-len(".safetensors.train.pt")]), f)
-                         for f in models.cache_dir().glob(f"motionkit_control_world_{plan.key()}_ta*.safetensors.train.pt")
-                         if f.name[len(f"motionkit_control_world_{plan.key()}_ta"):-len(".safetensors.train.pt")].isdigit())
-        shorter = [(n, f) for n, f in shorter if n < steps]
-        if shorter and not resume.exists():   # continue a shorter cached run (the trainer resumes exactly)
-            shutil.copyfile(shorter[-1][1], resume)
-            log(f"[control world] continuing the TrackAdapter trained for {shorter[-1][0]} steps")
+        shorter = [n for n in range(steps - 1, 0, -1)
+                   if (models.cache_dir() / (trackadapter_file_name(plan, n) + ".train.pt")).is_file()][:1]
+        if shorter and not resume.exists():   # continue the longest shorter cached run (the trainer resumes exactly)
+            shutil.copyfile(models.cache_dir() / (trackadapter_file_name(plan, shorter[0]) + ".train.pt"), resume)
+            log(f"[control world] continuing the TrackAdapter trained for {shorter[0]} steps")
         spec = importlib.util.spec_from_file_location("train_trackadapter_cli", REPO / "scripts" / "train_trackadapter.py")
         cli = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(cli)
@@ -136,11 +138,11 @@ def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int) ->
 
 # --- one workflow per clip and row -----------------------------------------------------------------------
 
-def clip_inputs(session, clip, index: int) -> dict:
+def clip_inputs(base: Path, clip, index: int) -> dict:
     """Frame 0 and each sprite's mask as input images of this run."""
     import numpy as np
     from PIL import Image
-    inputs = Path(session.base) / "input"
+    inputs = Path(base) / "input"
     frame = f"cw_{index}_frame0.png"
     Image.fromarray((clip.frames[0] * 255).round().astype(np.uint8)).save(inputs / frame)
     masks = []
@@ -235,7 +237,7 @@ def main(argv=None) -> int:
     clips = [world.make_clip(args.seed * 10 ** 5 + i, plan.world) for i in range(args.clips)]
     tick = time.perf_counter()
     for i, clip in enumerate(clips):
-        files = clip_inputs(session, clip, i)
+        files = clip_inputs(session.base, clip, i)
         requested = measure.requested_positions(clip)
         ground.append(measure.measure(clip.frames, clip, requested))
         videos = [clip.frames]

@@ -236,9 +236,16 @@ def cached_vae(plan: TrainPlan, log: Callable[[str], None] = print) -> tuple[dic
     return sd, minutes
 
 
+def world_file_name(plan: TrainPlan) -> str:
+    """The cached world checkpoint's file name (its training report is the same name with ``.json``)."""
+    return f"motionkit_control_world_{plan.key()}.safetensors"
+
+
 def shorter_run(plan: TrainPlan) -> Optional[tuple]:
     """``(unet_steps, file, report)`` of the longest cached world model trained with this plan but fewer UNet
     steps (which a longer plan continues instead of starting over), or None."""
+    mine = json.loads(json.dumps(asdict(plan), default=str))
+    mine.pop("unet_steps")
     best = None
     for report_path in cache_dir().glob("motionkit_control_world_*.json"):
         try:
@@ -247,8 +254,6 @@ def shorter_run(plan: TrainPlan) -> Optional[tuple]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         steps = other.pop("unet_steps", None)
-        mine = json.loads(json.dumps(asdict(plan), default=str))
-        mine.pop("unet_steps")
         weights = report_path.with_suffix(".safetensors")
         if (other == mine and isinstance(steps, int) and steps < plan.unet_steps and weights.is_file()
                 and (best is None or steps > best[0])):
@@ -260,7 +265,7 @@ def world_checkpoint(plan: TrainPlan, checkpoints_dir: Path, log: Callable[[str]
     """The trained world checkpoint's file name in ``checkpoints_dir`` (linked from the cache; trained on the
     first call, which takes minutes) and its training report."""
     from motionkit_testing import tiny_models as tm
-    name = f"motionkit_control_world_{plan.key()}.safetensors"
+    name = world_file_name(plan)
     cached = cache_dir() / name
     report_path = cached.with_suffix(".json")
     if not cached.is_file():
