@@ -266,3 +266,23 @@ def load_for_compute(models: list, memory_required: int = 0) -> None:
     loading where that loader manages the model (it refuses ``full_load`` and streams weights per layer)."""
     full = not any(is_dynamic(m) for m in models)
     comfy.model_management.load_models_gpu(models, memory_required=memory_required, force_full_load=full)
+
+
+# --- SVD conditioning for the trainers -----------------------------------------------------------------
+
+def svd_image_conditioning(clip_vision, vae, image: torch.Tensor, width: int, height: int, frames: int,
+                           motion_bucket_id: int, fps: int, augmentation_level: float) -> list:
+    """The positive CONDITIONING ComfyUI's ``SVD_img2vid_Conditioning`` makes for ``image`` [1, H, W, 3]."""
+    from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
+    positive, _, _ = SVD_img2vid_Conditioning().encode(clip_vision, image, vae, width, height, frames,
+                                                       motion_bucket_id, fps, augmentation_level)
+    return positive
+
+
+def svd_model_conds(model: comfy.model_patcher.ModelPatcher, positive: list, latent: torch.Tensor) -> dict:
+    """``apply_model`` keyword arguments (``c_concat``, ``c_crossattn``, ``y``, ``num_video_frames``) of an SVD
+    positive CONDITIONING for the latent video ``latent`` [T, C, h, w] (model space), as sampling builds them."""
+    pooled, extra = positive[0]
+    made = model.model.extra_conds(noise=latent, cross_attn=pooled, device=latent.device, **extra)
+    conds = {k: c.process_cond(batch_size=latent.shape[0], area=None).concat([]) for k, c in made.items()}
+    return {k: v.clone() if torch.is_tensor(v) else v for k, v in conds.items()}

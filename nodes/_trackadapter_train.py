@@ -34,7 +34,7 @@ from ..modules.trackadapter import (AdapterConfig, TrackAdapter, edm_sigmas, edm
                                     training_free_geometry)
 from ..modules.trackadapter_clips import Clip, resize_clip
 from ..modules.tracks import TrackSet
-from ._comfy import load_for_compute, model_object
+from ._comfy import load_for_compute, model_object, svd_image_conditioning, svd_model_conds
 from .trackadapter import APPLY, TrackRun, TrainingTerms, layer_specs, patch_model
 
 CHECKPOINT_FORMAT = "motionkit.trackadapter_checkpoint"
@@ -78,21 +78,17 @@ class TrainingError(ValueError):
 
 def encode_clip(model, clip_vision, vae, clip: Clip) -> EncodedClip:
     """SVD's conditioning (ComfyUI's SVD_img2vid_Conditioning on frame 0) and the clip's latents."""
-    from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
     frames = clip.frames
     count, height, width = frames.shape[:3]
     with torch.no_grad():
-        positive, _, _ = SVD_img2vid_Conditioning().encode(clip_vision, frames[:1], vae, width, height, count,
-                                                           clip.motion_bucket_id, clip.fps, 0.0)
+        positive = svd_image_conditioning(clip_vision, vae, frames[:1], width, height, count, clip.motion_bucket_id,
+                                          clip.fps, 0.0)
         x0 = model.model.process_latent_in(vae.encode(frames)).float()
-        pooled, extra = positive[0]
-        made = model.model.extra_conds(noise=x0, cross_attn=pooled, device=x0.device, **extra)
-        conds = {k: c.process_cond(batch_size=count, area=None).concat([]) for k, c in made.items()}
+        conds = svd_model_conds(model, positive, x0)
     ids = object_ids(clip.tracks)
     masks = clip.masks[ids] if ids else torch.zeros(0, height, width)
     cover = training_free_geometry(clip.tracks, width, height, masks).cover
-    return EncodedClip(clip.name, x0.clone(), {k: v.clone() if torch.is_tensor(v) else v for k, v in conds.items()},
-                       clip.tracks, cover)
+    return EncodedClip(clip.name, x0.clone(), conds, clip.tracks, cover)
 
 
 # name -> (command-line flag, check, what it must be)

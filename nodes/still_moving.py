@@ -9,7 +9,9 @@ The math and the file format are in modules/still_moving.py. Here:
   ``_spatial_patches_last``), so the adapters always act on the customised layers' output.
 - ``MotionKitTrainMotionAdapter`` / ``MotionKitTrainSpatialAdapters`` run the Still-Moving recipe through
   ComfyUI's own sampling machinery (a ``Sampler`` whose ``sample`` is the training loop), so the motion
-  modules are injected, the LoRAs patched and the memory managed exactly as when sampling.
+  modules are injected, the LoRAs patched and the memory managed exactly as when sampling. On SVD the motion
+  adapter trains with SVD's own objective (EDM noise levels and weighting), each frozen video conditioned on
+  its own frame as ``SVD_img2vid_Conditioning`` conditions a video on its first frame.
 """
 from __future__ import annotations
 
@@ -36,8 +38,9 @@ from ..modules.still_moving import (FORMAT_VERSION, MOTION_PROJECTIONS, SPATIAL_
                                     AdapterFormatError, AdapterPart, LowRank, Scale, attached, autograd_ready,
                                     clip_files, evenly_spaced, frozen_video, load_adapter, motion_lora_forward,
                                     read_frames, save_adapter, spatial_residual_forward, step_seed)
+from ..modules.trackadapter import edm_sigmas, edm_weight
 from ._comfy import (MotionKitInputError, model_object, named_modules, require_model, require_range,
-                     spatial_self_attention)
+                     spatial_self_attention, svd_image_conditioning, svd_model_conds)
 from .motion_modules import (motion_options, motion_patcher, set_motion_patcher, without_motion_modules)
 
 log = logging.getLogger("MotionKit")
@@ -248,6 +251,7 @@ class TrainItem:
     alpha: float              # motion adapter scale while training on it
     weight: float = 1.0       # loss weight
     kind: str = "frozen"      # "frozen" | "prior"
+    conds: Optional[dict] = None   # SVD: apply_model keyword arguments of the video's own frame conditioning
 
 
 @dataclass
@@ -297,6 +301,20 @@ def _diffusion_loss(model_wrap, extra_args, x0: torch.Tensor, seed: int) -> torc
     return torch.mean((eps.float() - noise.float()) ** 2)
 
 
+def _svd_loss(model_wrap, extra_args, x0: torch.Tensor, conds: dict, seed: int) -> torch.Tensor:
+    """SVD's training objective at one noise level: ``ln sigma ~ N(0.7, 1.6^2)``, the EDM-weighted MSE of the
+    denoised prediction, with the video's own conditioning ``conds``."""
+    g = torch.Generator().manual_seed(seed)
+    sigma = edm_sigmas(1, g).to(x0)
+    noise = torch.randn(x0.shape, generator=g).to(x0)
+    options = dict(extra_args.get("model_options", {}).get("transformer_options", {}), cond_or_uncond=[0])
+    sigmas = sigma.expand(x0.shape[0])
+    denoised = model_wrap.inner_model.apply_model(x0 + sigma * noise, sigmas, transformer_options=options,
+                                                  **{k: v.to(x0.device) if torch.is_tensor(v) else v
+                                                     for k, v in conds.items()})
+    return (edm_weight(sigma) * (denoised.float() - x0.float()) ** 2).mean()
+
+
 def checkpoint_path(adapter_name: str) -> str:
     return os.path.join(folder_paths.get_folder_paths(STILL_MOVING)[0], f"{adapter_name}.resume.pt")
 
@@ -314,7 +332,9 @@ def load_checkpoint(spec: TrainSpec) -> Optional[dict]:
 
 
 def _items_of(state: dict) -> list:
-    return [TrainItem(lat, float(a), float(w), k) for lat, (a, w, k) in zip(state["data"], state["items"])]
+    conds = state.get("conds") or [None] * len(state["data"])
+    return [TrainItem(lat, float(a), float(w), k, c)
+            for lat, (a, w, k), c in zip(state["data"], state["items"], conds)]
 
 
 def train_adapters(model: comfy.model_patcher.ModelPatcher, positive, spec: TrainSpec, items: list,
@@ -349,7 +369,8 @@ def train_adapters(model: comfy.model_patcher.ModelPatcher, positive, spec: Trai
         torch.save({"step": step, "losses": losses, "fingerprint": fingerprint, "optimizer": optimizer.state_dict(),
                     "adapters": {p: {k: v.detach().cpu() for k, v in m.state_dict().items()}
                                  for p, m in trainable.items()},
-                    "data": [it.latent for it in items], "items": [(it.alpha, it.weight, it.kind) for it in items]},
+                    "data": [it.latent for it in items], "items": [(it.alpha, it.weight, it.kind) for it in items],
+                    **({"conds": [it.conds for it in items]} if any(it.conds is not None for it in items) else {})},
                    ckpt + ".partial")
         os.replace(ckpt + ".partial", ckpt)   # an interrupted save never spoils the previous checkpoint
 
@@ -366,8 +387,12 @@ def train_adapters(model: comfy.model_patcher.ModelPatcher, positive, spec: Trai
             total = 0.0
             for i in indices:
                 alpha.value = items[i].alpha   # the motion adapter's scale for this video
-                total = total + items[i].weight * _diffusion_loss(model_wrap, extra_args, data[i],
-                                                                  step_seed(spec.seed, step, i))
+                seed = step_seed(spec.seed, step, i)
+                if items[i].conds is None:
+                    loss = _diffusion_loss(model_wrap, extra_args, data[i], seed)
+                else:
+                    loss = _svd_loss(model_wrap, extra_args, data[i], items[i].conds, seed)
+                total = total + items[i].weight * loss
             return total / len(indices)
 
         def evaluate() -> float:
@@ -450,6 +475,13 @@ def _sample_latents(model, positive, negative, frames: int, width: int, height: 
 
 
 def _frames_from_folder(node: str, folder: str, vae, per_clip: int, width: int, height: int) -> list:
+    """Latents [C, h, w] of the frames taken from the clips in ``folder``."""
+    return [vae.encode(image[..., :3]).float().cpu()[0]
+            for image in _images_from_folder(node, folder, vae, per_clip, width, height)]
+
+
+def _images_from_folder(node: str, folder: str, vae, per_clip: int, width: int, height: int) -> list:
+    """Images [1, height, width, C] of the frames taken from the clips in ``folder`` (resized, centre crop)."""
     folder = folder if os.path.isabs(folder) else os.path.join(folder_paths.get_input_directory(), folder)
     if not os.path.isdir(folder):
         raise MotionKitInputError(node, "clips_folder", f"'{folder}' is not a folder.",
@@ -474,13 +506,12 @@ def _frames_from_folder(node: str, folder: str, vae, per_clip: int, width: int, 
             raise MotionKitInputError(node, "clips_folder", f"'{path}' has no video frames.",
                                       "remove that file or replace it with a clip that has frames.")
         clips.append(frames)
-    latents = []
+    images = []
     for frames in clips:
         for frame in frames:
             image = torch.from_numpy(frame)[None].movedim(-1, 1)
-            image = comfy.utils.common_upscale(image, width, height, "bilinear", "center").movedim(1, -1)
-            latents.append(vae.encode(image[..., :3]).float().cpu()[0])
-    return latents
+            images.append(comfy.utils.common_upscale(image, width, height, "bilinear", "center").movedim(1, -1))
+    return images
 
 
 def _require_name(node: str, name: str) -> str:
@@ -528,7 +559,8 @@ def _check_common(node: str, model, video_frames: int, width: int, height: int) 
                                   "use sizes divisible by 8.")
     if motion_patcher(model) is None:
         raise MotionKitInputError(node, "model", "this MODEL has no motion module.",
-                                  "connect the output of 'Load Motion Module' (training on SVD is not supported).")
+                                  "connect the output of 'Load Motion Module' (spatial adapters are trained on SD1.5 "
+                                  "+ a motion module; on SVD only the motion adapter is trained).")
     if video_frames > motion_options(model).max_len:
         raise MotionKitInputError(node, "video_frames", f"{video_frames} frames exceed the motion module's "
                                   f"{motion_options(model).max_len} positions.", "use fewer frames.")
@@ -556,11 +588,14 @@ def _check_uncustomized(node: str, model, uncustomized) -> None:
 
 class MotionKitTrainMotionAdapter:
     DESCRIPTION = (
-        "Still-Moving step 1, once per base video model (SD1.5 + motion module): trains the motion adapter, a low-rank "
-        "adapter on the temporal attentions' q/k/v, with the diffusion loss at alpha = 1 on frozen videos (one frame "
-        "repeated over all frames). The frames come from the clips in clips_folder, or, when it is empty, from videos "
-        "the model itself generates from the prompt. Shows progress, stops cleanly when interrupted, saves resumable "
-        "checkpoints, and writes models/still_moving/<adapter_name>.safetensors for 'Still-Moving Adapters'.")
+        "Still-Moving step 1, once per base video model (SD1.5 + motion module, or SVD): trains the motion adapter, a "
+        "low-rank adapter on the temporal attentions' q/k/v, with the diffusion loss at alpha = 1 on frozen videos (one "
+        "frame repeated over all frames). The frames come from the clips in clips_folder, or, when it is empty, from "
+        "videos the model itself generates from the prompt (SD1.5 only). On SVD, connect the positive output of "
+        "SVD_img2vid_Conditioning (its motion bucket, fps and augmentation are used), the checkpoint's clip_vision and "
+        "vae: each frozen video is conditioned on its own frame, and the loss is SVD's own (EDM). Shows progress, stops "
+        "cleanly when interrupted, saves resumable checkpoints, and writes models/still_moving/<adapter_name>.safetensors "
+        "for 'Still-Moving Adapters'.")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("adapter", "report")
@@ -571,8 +606,10 @@ class MotionKitTrainMotionAdapter:
     def INPUT_TYPES(cls):
         common = _common_inputs("the generated training videos")
         return {"required": {
-            "model": ("MODEL", {"tooltip": "The base video model: SD1.5 + 'Load Motion Module' (no style LoRA)."}),
-            "positive": ("CONDITIONING", {"tooltip": "Prompt for training (and for generating videos without clips)."}),
+            "model": ("MODEL", {"tooltip": "The base video model: SD1.5 + 'Load Motion Module' (no style LoRA), "
+                                           "or SVD."}),
+            "positive": ("CONDITIONING", {"tooltip": "Prompt for training (and for generating videos without clips); "
+                                                     "SVD: the positive of SVD_img2vid_Conditioning."}),
             "negative": ("CONDITIONING",),
             "adapter_name": common.pop("adapter_name"),
             "clips_folder": ("STRING", {"default": "", "tooltip": "Folder of video clips (absolute or under input/); "
@@ -581,23 +618,31 @@ class MotionKitTrainMotionAdapter:
             "generated_videos": ("INT", {"default": 8, "min": 1, "max": 1000,
                                          "tooltip": "Videos to generate when clips_folder is empty."}),
             **common,
-        }, "optional": {"vae": ("VAE", {"tooltip": "Needed to encode clip frames."})}}
+        }, "optional": {"vae": ("VAE", {"tooltip": "Needed to encode clip frames."}),
+                        "clip_vision": ("CLIP_VISION", {"tooltip": "SVD: encodes each training frame as SVD's image "
+                                                                   "conditioning (the checkpoint's CLIP vision)."})}}
 
     @outside_inference_mode
     def train(self, model, positive, negative, adapter_name, clips_folder, frames_per_clip, generated_videos,
               video_frames, width, height, generation_steps, cfg, rank, steps, learning_rate, batch_size, seed,
-              checkpoint_every, resume, vae=None):
+              checkpoint_every, resume, vae=None, clip_vision=None):
         node = TRAIN_MOTION
         model = require_model(node, model)
         cfg, learning_rate = _require_rates(node, cfg, learning_rate)
         spec = TrainSpec(node, "motion", _require_name(node, adapter_name), int(rank), int(steps), float(learning_rate),
                          int(batch_size), int(seed), int(checkpoint_every), bool(resume))
-        _check_common(node, model, video_frames, width, height)
         host, sites = motion_sites(model, node)
+        if host == "unet":
+            svd = _svd_settings(node, model, positive, clips_folder, vae, clip_vision, width, height)
+        else:
+            _check_common(node, model, video_frames, width, height)
         trainable = _new_adapters(sites, spec.rank, spec.seed, node)
         state = load_checkpoint(spec)
         if state is not None:
             items = _items_of(state)          # the data the interrupted run trained on
+        elif host == "unet":
+            items = _svd_frozen_items(model, vae, clip_vision, _images_from_folder(
+                node, clips_folder.strip(), vae, frames_per_clip, width, height), video_frames, svd)
         else:
             if clips_folder.strip():
                 frames = _frames_from_folder(node, clips_folder.strip(), vae, frames_per_clip, width, height)
@@ -618,6 +663,48 @@ class MotionKitTrainMotionAdapter:
         data = AdapterFile(motion=AdapterPart(spec.rank, 1.0, {p: (m.down, m.up) for p, m in trained.items()}),
                            motion_host=host, base_model=_base_info(model, host))
         return _finish(spec, data, report)
+
+
+def _svd_settings(node: str, model, positive, clips_folder: str, vae, clip_vision, width: int, height: int) -> dict:
+    """What training a motion adapter on SVD needs, checked before any frame is read: its image-conditioning
+    settings (from the positive of SVD_img2vid_Conditioning), clips, the VAE and the CLIP vision encoder."""
+    if width % 8 or height % 8:
+        raise MotionKitInputError(node, "width", f"{width}x{height} is not a multiple of 8.",
+                                  "use sizes divisible by 8.")
+    extra = positive[0][1] if isinstance(positive, list) and positive and len(positive[0]) == 2 else {}
+    keys = ("motion_bucket_id", "fps", "augmentation_level")
+    if not isinstance(extra, dict) or any(k not in extra for k in keys):
+        raise MotionKitInputError(node, "positive", "on SVD this must be SVD's image conditioning (it has no motion "
+                                  "bucket / fps / augmentation level).",
+                                  "connect the positive output of 'SVD_img2vid_Conditioning'.")
+    if not clips_folder.strip():
+        raise MotionKitInputError(node, "clips_folder", "on SVD the frozen videos come from clip frames (an SVD video "
+                                  "needs an image to start from), and clips_folder is empty.",
+                                  "give a folder of clips or images (absolute, or relative to ComfyUI's input "
+                                  "folder).")
+    if vae is None:
+        raise MotionKitInputError(node, "vae", "training on SVD needs a VAE to encode the frames.",
+                                  "connect the checkpoint's VAE ('Image Only Checkpoint Loader').")
+    if clip_vision is None:
+        raise MotionKitInputError(node, "clip_vision", "training on SVD needs the CLIP vision encoder to condition "
+                                  "each frozen video on its frame.",
+                                  "connect the checkpoint's CLIP_VISION ('Image Only Checkpoint Loader').")
+    return {k: extra[k] for k in keys}
+
+
+def _svd_frozen_items(model, vae, clip_vision, images: list, frames: int, svd: dict) -> list:
+    """One frozen video per image (its latent repeated ``frames`` times), conditioned on that image exactly as
+    SVD_img2vid_Conditioning conditions a video on its first frame."""
+    items = []
+    for image in images:
+        height, width = image.shape[1:3]
+        positive = svd_image_conditioning(clip_vision, vae, image[..., :3], width, height, frames,
+                                          svd["motion_bucket_id"], svd["fps"], svd["augmentation_level"])
+        latent = frozen_video(vae.encode(image[..., :3]).float().cpu()[0], frames)
+        conds = svd_model_conds(model, positive, model.model.process_latent_in(latent))
+        items.append(TrainItem(latent, alpha=1.0,
+                               conds={k: v.cpu() if torch.is_tensor(v) else v for k, v in conds.items()}))
+    return items
 
 
 class MotionKitTrainSpatialAdapters:

@@ -12,6 +12,10 @@ saves ``models/still_moving/<adapter-name>.resume.pt`` and the same command resu
       --motion-module mm_sd_v15_v2.ckpt --prompt "a photo of a city street" --adapter-name sd15_v2_motion \\
       [--clips-folder /data/clips --frames-per-clip 4]
 
+  # SVD (no --motion-module): the motion adapter on frozen videos of clip frames, each conditioned on its frame
+  python scripts/train_still_moving.py motion --checkpoint svd_xt.safetensors --clips-folder /data/clips \\
+      --adapter-name svd_xt_motion --video-frames 14 --width 1024 --height 576 [--motion-bucket-id 127 --fps 6]
+
   # once per customised model: spatial adapters for a style LoRA, with the motion adapter above
   python scripts/train_still_moving.py spatial --checkpoint v1-5-pruned-emaonly.safetensors \\
       --lora my_style.safetensors --motion-module mm_sd_v15_v2.ckpt --motion-adapter sd15_v2_motion.safetensors \\
@@ -41,12 +45,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--cpu", action="store_true", help="run on the CPU (ComfyUI's --cpu)")
     ap.add_argument("--only-motionkit", action="store_true", help="load no other custom nodes")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--checkpoint", required=True, help="SD1.5 checkpoint in models/checkpoints")
-    ap.add_argument("--motion-module", required=True, help="motion module in models/animatediff_models")
+    ap.add_argument("--checkpoint", required=True, help="SD1.5 (or, for motion without --motion-module, SVD) "
+                    "checkpoint in models/checkpoints")
+    ap.add_argument("--motion-module", help="motion module in models/animatediff_models (SD1.5; omit for SVD)")
     ap.add_argument("--lora", help="style LoRA in models/loras (spatial: the customisation)")
     ap.add_argument("--lora-strength", type=float, default=1.0)
     ap.add_argument("--motion-adapter", help="spatial: the motion adapter file in models/still_moving")
-    ap.add_argument("--prompt", required=True)
+    ap.add_argument("--prompt", help="SD1.5: the training prompt")
+    ap.add_argument("--motion-bucket-id", type=int, default=127, help="SVD: SVD_img2vid_Conditioning's setting")
+    ap.add_argument("--fps", type=int, default=6, help="SVD: SVD_img2vid_Conditioning's setting")
+    ap.add_argument("--augmentation-level", type=float, default=0.0, help="SVD: SVD_img2vid_Conditioning's setting")
     ap.add_argument("--negative", default="")
     ap.add_argument("--adapter-name", required=True, help="output models/still_moving/<name>.safetensors")
     ap.add_argument("--clips-folder", default="", help="motion: folder of clips (empty = generate videos)")
@@ -68,8 +76,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--checkpoint-every", type=int, default=100)
     ap.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     args = ap.parse_args(argv)
-    if args.kind == "spatial" and not (args.lora and args.motion_adapter):
-        ap.error("spatial training needs --lora (the customisation) and --motion-adapter")
+    if args.kind == "spatial" and not (args.lora and args.motion_adapter and args.motion_module):
+        ap.error("spatial training needs --motion-module, --lora (the customisation) and --motion-adapter")
+    if args.motion_module and args.prompt is None:
+        ap.error("SD1.5 training needs --prompt")
+    if not args.motion_module and not args.clips_folder:
+        ap.error("SVD (no --motion-module) trains on clip frames: give --clips-folder")
     return args
 
 
@@ -123,30 +135,56 @@ def main(argv=None) -> int:
     start_comfyui(find_comfyui(args.comfyui), args)
     import nodes
     progress_to_stderr()
+    common = dict(adapter_name=args.adapter_name, video_frames=args.video_frames, width=args.width,
+                  height=args.height, generation_steps=args.generation_steps, cfg=args.cfg, rank=args.rank,
+                  steps=args.steps, learning_rate=args.learning_rate, batch_size=args.batch_size, seed=args.seed,
+                  checkpoint_every=args.checkpoint_every, resume=not args.no_resume)
+    if not args.motion_module:
+        return run_node(lambda: train_svd(args, common))
     model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(args.checkpoint)[:3]
     positive = nodes.CLIPTextEncode().encode(clip, args.prompt)[0]
     negative = nodes.CLIPTextEncode().encode(clip, args.negative)[0]
     load_mm = nodes.NODE_CLASS_MAPPINGS["MotionKitLoadMotionModule"]()
     video = load_mm.load(model, args.motion_module)[0]
-    common = dict(adapter_name=args.adapter_name, video_frames=args.video_frames, width=args.width,
-                  height=args.height, generation_steps=args.generation_steps, cfg=args.cfg, rank=args.rank,
-                  steps=args.steps, learning_rate=args.learning_rate, batch_size=args.batch_size, seed=args.seed,
-                  checkpoint_every=args.checkpoint_every, resume=not args.no_resume)
-    try:
+
+    def train():
         if args.kind == "motion":
+            motion = video
             if args.lora:
-                model = nodes.LoraLoaderModelOnly().load_lora_model_only(model, args.lora, args.lora_strength)[0]
-                video = load_mm.load(model, args.motion_module)[0]
+                styled = nodes.LoraLoaderModelOnly().load_lora_model_only(model, args.lora, args.lora_strength)[0]
+                motion = load_mm.load(styled, args.motion_module)[0]
             trainer = nodes.NODE_CLASS_MAPPINGS["MotionKitTrainMotionAdapter"]()
-            out = trainer.train(video, positive, negative, clips_folder=args.clips_folder,
-                                frames_per_clip=args.frames_per_clip, generated_videos=args.generated_videos,
-                                vae=vae, **common)
-        else:
-            styled = nodes.LoraLoaderModelOnly().load_lora_model_only(model, args.lora, args.lora_strength)[0]
-            customised = load_mm.load(styled, args.motion_module)[0]
-            trainer = nodes.NODE_CLASS_MAPPINGS["MotionKitTrainSpatialAdapters"]()
-            out = trainer.train(customised, video, args.motion_adapter, positive, negative, images=args.images,
-                                prior_videos=args.prior_videos, prior_weight=args.prior_weight, **common)
+            return trainer.train(motion, positive, negative, clips_folder=args.clips_folder,
+                                 frames_per_clip=args.frames_per_clip, generated_videos=args.generated_videos,
+                                 vae=vae, **common)
+        styled = nodes.LoraLoaderModelOnly().load_lora_model_only(model, args.lora, args.lora_strength)[0]
+        customised = load_mm.load(styled, args.motion_module)[0]
+        trainer = nodes.NODE_CLASS_MAPPINGS["MotionKitTrainSpatialAdapters"]()
+        return trainer.train(customised, video, args.motion_adapter, positive, negative, images=args.images,
+                             prior_videos=args.prior_videos, prior_weight=args.prior_weight, **common)
+
+    return run_node(train)
+
+
+def train_svd(args, common: dict) -> dict:
+    """The motion adapter on SVD: ComfyUI's Image Only Checkpoint Loader and SVD_img2vid_Conditioning (its
+    settings; the trainer conditions each frozen video on its own frame)."""
+    import comfy_extras.nodes_video_model as video_model
+    import nodes
+    import torch
+    model, clip_vision, vae = video_model.ImageOnlyCheckpointLoader().load_checkpoint(args.checkpoint)
+    positive, negative, _ = video_model.SVD_img2vid_Conditioning().encode(clip_vision, torch.zeros(1, args.height, args.width, 3), vae, args.width,
+                                            args.height, args.video_frames, args.motion_bucket_id, args.fps,
+                                            args.augmentation_level)
+    trainer = nodes.NODE_CLASS_MAPPINGS["MotionKitTrainMotionAdapter"]()
+    return trainer.train(model, positive, negative, clips_folder=args.clips_folder, frames_per_clip=args.frames_per_clip,
+                         generated_videos=1, vae=vae, clip_vision=clip_vision, **common)
+
+
+def run_node(train) -> int:
+    """Run the trainer node; its report is the last line on stdout (exit 2 on MotionKit's input errors)."""
+    try:
+        out = train()
     except KeyboardInterrupt:
         print("[still-moving] interrupted; the checkpoint is saved, run the same command to resume", file=sys.stderr)
         return 130

@@ -117,17 +117,18 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
     env = {**os.environ, "MOTIONKIT_CONTROL_WORLD_CACHE": str(tmp_path / "cache")}
     args = [sys.executable, str(REPO / "benchmarks" / "control_world" / "evaluate.py"), "--clips", "1", "--seed", "3",
             "--steps", "2", "--threads", "1", "--vae-steps", "2", "--unet-steps", "2", "--pool", "2",
-            "--trackadapter-steps", "2", "--strips", str(tmp_path / "strips")]
+            "--trackadapter-steps", "2", "--still-moving-steps", "2", "--strips", str(tmp_path / "strips")]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     sampled = ["no control", "TrackAdapter, trained", "TrackAdapter, training-free",
                "Motion field + Motion-Augmented Attention", "All-to-First", "All-to-First + TrackAdapter, trained",
-               "All-to-First + TrackAdapter, training-free", "All-to-First + Motion field + MAA"]
+               "All-to-First + TrackAdapter, training-free", "All-to-First + Motion field + MAA",
+               "Still-Moving motion adapter, alpha -1", "Still-Moving motion adapter, alpha 0",
+               "Still-Moving motion adapter, alpha +1"]
     assert list(result["rows"]) == (["ground-truth video (measurement floor)",
-                                     "ground-truth video through the world VAE"] + sampled
-                                    + ["Still-Moving motion adapter (alpha -1/0/+1)", "Puppet-Master drags"])
-    assert all("not_run" in result["rows"][name] for name in list(result["rows"])[-2:])
+                                     "ground-truth video through the world VAE"] + sampled + ["Puppet-Master drags"])
+    assert "not_run" in result["rows"]["Puppet-Master drags"]
     for name in sampled:
         row = result["rows"][name]
         assert set(row) == {"objmc", "appearance", "background", "speed", "lost"}
@@ -137,9 +138,12 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
     assert result["training"]["world_model"]["plan"]["unet_steps"] == 2
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert any(n.startswith("motionkit_control_world_") and n.endswith("_ta2.safetensors") for n in cached), cached
+    assert any(n.endswith("_still_moving_2.safetensors") for n in cached), cached
+    assert result["training"]["still_moving"]["steps"] == 2
     assert (tmp_path / "strips" / "clip_000.png").is_file()
     # a second run finds everything in the cache: nothing is trained again
     again = subprocess.run(args[:-2] + ["--train-only"], env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads(again.stdout.strip().splitlines()[-1])["training"]["trackadapter"]["minutes_this_run"] == 0.0
+    training = json.loads(again.stdout.strip().splitlines()[-1])["training"]
+    assert training["trackadapter"]["minutes_this_run"] == 0.0 and training["still_moving"]["minutes_this_run"] == 0.0
     assert "UNet step" not in again.stdout + again.stderr

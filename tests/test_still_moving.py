@@ -28,7 +28,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def still_moving_dir(base_dir) -> Path:
-    return base_dir / "models" / "still_moving"
+    folder = base_dir / "models" / "still_moving"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def adapter_node():
@@ -374,12 +376,111 @@ def test_interrupted_training_resumes_to_the_same_adapter(comfy, sd, base_dir):
         comfy.run(train_prompt(sd, "motion", "motionkit_t_resumed", 8, resume=True, rank=2, **inputs))
 
 
+def svd_train_prompt(ckpt: str, name: str, steps: int, **inputs) -> dict:
+    """Image Only Checkpoint Loader -> SVD_img2vid_Conditioning -> Train Motion Adapter on SVD."""
+    from motionkit_testing.svd import IMAGE
+    return {
+        "ckpt": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": ckpt}},
+        "img": {"class_type": "LoadImage", "inputs": {"image": IMAGE}},
+        "cond": {"class_type": "SVD_img2vid_Conditioning", "inputs": {
+            "clip_vision": ["ckpt", 1], "init_image": ["img", 0], "vae": ["ckpt", 2], "width": 64, "height": 64,
+            "video_frames": 4, "motion_bucket_id": 90, "fps": 8, "augmentation_level": 0.0}},
+        "train": {"class_type": "MotionKitTrainMotionAdapter", "inputs": {
+            "model": ["ckpt", 0], "positive": ["cond", 0], "negative": ["cond", 1], "adapter_name": name,
+            "clips_folder": "motionkit_svd_stills", "frames_per_clip": 1, "generated_videos": 1, "video_frames": 4,
+            "width": 64, "height": 64, "generation_steps": 1, "cfg": 1.0, "rank": 4, "steps": steps,
+            "learning_rate": 1e-2, "batch_size": 2, "seed": 3, "checkpoint_every": 0, "resume": False,
+            "vae": ["ckpt", 2], "clip_vision": ["ckpt", 1], **inputs}},
+    }
+
+
+def write_stills(folder: Path, count: int = 3) -> list:
+    """``count`` distinct 64x64 images (each one frozen video)."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    images = []
+    for c in range(count):
+        img = np.zeros((64, 64, 3), np.uint8) + rng.integers(0, 255, 3, dtype=np.uint8)
+        y, x = rng.integers(8, 40, 2)
+        img[y:y + 16, x:x + 16] = rng.integers(0, 255, 3, dtype=np.uint8)
+        Image.fromarray(img).save(folder / f"still{c}.png")
+        images.append(img)
+    return images
+
+
+@pytest.mark.slow
+def test_train_motion_adapter_on_svd(comfy, tiny_ckpt, base_dir):
+    """On SVD the trainer conditions each frozen video on its own frame (as SVD_img2vid_Conditioning does),
+    with the positive's motion bucket and fps; its loss is SVD's EDM objective, checked against a float64
+    reference written from the equations (ln sigma ~ N(0.7, 1.6^2), x = x0 + sigma n, loss
+    (sigma^2 + 1) / sigma^2 * |D(x) - x0|^2) on the untrained adapter (a no-op); training lowers it and the
+    file applies to the SVD time_stack."""
+    import comfy.model_management as management
+    from motionkit_testing.svd import load_tiny
+    from motionkit_testing.references import edm_reference_loss
+    images = write_stills(base_dir / "input" / "motionkit_svd_stills")
+    report = report_of(comfy.run(svd_train_prompt(tiny_ckpt, "motionkit_t_svd", 60, learning_rate=3e-2)))
+    before, after = report["eval_loss_before"], report["eval_loss_after"]
+    print(f"\nSVD motion adapter, 60 steps: eval loss {before:.4f} -> {after:.4f} ({100 * (after / before - 1):+.1f}%)")
+    assert after < 0.99 * before          # measured: -2.1 % (a random tiny model; its loss is mostly noise)
+    tensors, meta = assert_file_reproduces_training(base_dir, "motionkit_t_svd", "motion")
+    assert meta["motion_host"] == "unet" and json.loads(meta["base_model"])["kind"] == "svd"
+    assert len(tensors) == 2 * 7 * 3                      # time_stack attn1 q/k/v of the tiny SVD
+    state = torch.load(still_moving_dir(base_dir) / "motionkit_t_svd.resume.pt", weights_only=True)
+    model, clip_vision, vae = load_tiny(tiny_ckpt)
+    assert len(state["conds"]) == len(images) == len(state["data"])
+    for img, latent, conds in zip(images, state["data"], state["conds"]):
+        pixels = torch.from_numpy(img.astype(np.float32) / 255)[None]
+        own = vae.encode(pixels)[0]
+        assert latent.shape == (4, *own.shape) and all(torch.equal(f, own) for f in latent)   # frozen video
+        assert conds["c_concat"].shape == latent.shape and all(torch.equal(f, own) for f in conds["c_concat"])
+        embed = clip_vision.encode_image(pixels).image_embeds
+        assert torch.allclose(conds["c_crossattn"][0, 0], embed[0], atol=1e-6)
+        assert conds["num_video_frames"] == 4
+        # the positive's motion bucket and fps (not SVD's defaults 127 / 6) in every frame's vector condition
+        ours = model.model.encode_adm(fps=8, motion_bucket_id=90, augmentation_level=0.0)
+        assert torch.allclose(conds["y"], ours.expand(4, -1))
+        assert not torch.allclose(ours, model.model.encode_adm(fps=6, motion_bucket_id=127, augmentation_level=0.0))
+    management.unload_all_models()
+    # the eval loss before training: 2 draws over every frozen video, on the model without the adapter
+    ref = edm_reference_loss(model, state, seed=3, draws=2)
+    assert abs(ref - before) <= 1e-4 * abs(ref), (ref, before)
+    from motionkit_testing.svd import conditioning, sample
+    model, pos, neg, latent = conditioning(tiny_ckpt, 4, 64)
+    plain = sample(model, pos, neg, latent, steps=1)
+    assert torch.equal(sample(adapter_node().apply(model, "motionkit_t_svd.safetensors", 0.0, 0.0)[0], pos, neg,
+                              latent, steps=1), plain)
+    assert (sample(adapter_node().apply(model, "motionkit_t_svd.safetensors", 1.0, 0.0)[0], pos, neg, latent,
+                   steps=1) - plain).abs().max() > 1e-5
+
+
+def test_svd_trainer_errors(comfy, tiny_ckpt, base_dir):
+    from motionkit_testing.svd import conditioning, load_tiny
+    model, pos, neg, _ = conditioning(tiny_ckpt, 4, 64)
+    _, clip_vision, vae = load_tiny(tiny_ckpt)
+    write_stills(base_dir / "input" / "motionkit_svd_stills")
+    train = sd15.node("MotionKitTrainMotionAdapter")()
+    args = dict(positive=pos, negative=neg, adapter_name="x", clips_folder="motionkit_svd_stills", frames_per_clip=1,
+                generated_videos=1, video_frames=4, width=64, height=64, generation_steps=1, cfg=1.0, rank=2, steps=1,
+                learning_rate=1e-3, batch_size=1, seed=0, checkpoint_every=0, resume=False)
+    with pytest.raises(ValueError, match=r"MotionKitTrainMotionAdapter.*'clip_vision'.*CLIP vision.*Image Only Checkpoint Loader"):
+        train.train(model, **args, vae=vae)
+    with pytest.raises(ValueError, match=r"'vae'.*needs a VAE"):
+        train.train(model, **args, clip_vision=clip_vision)
+    with pytest.raises(ValueError, match=r"'clips_folder'.*empty"):
+        train.train(model, **{**args, "clips_folder": " "}, vae=vae, clip_vision=clip_vision)
+    text = [[torch.zeros(1, 77, 64), {}]]
+    with pytest.raises(ValueError, match=r"'positive'.*SVD's image conditioning.*SVD_img2vid_Conditioning"):
+        train.train(model, **{**args, "positive": text}, vae=vae, clip_vision=clip_vision)
+
+
 def test_trainer_errors(comfy, sd, base_dir):
     train = sd15.node("MotionKitTrainMotionAdapter")()
     args = dict(positive=sd["pos"], negative=sd["neg"], adapter_name="x", clips_folder="", frames_per_clip=1,
                 generated_videos=1, video_frames=4, width=64, height=64, generation_steps=1, cfg=1.0, rank=2, steps=1,
                 learning_rate=1e-3, batch_size=1, seed=0, checkpoint_every=0, resume=False)
-    with pytest.raises(ValueError, match=r"MotionKitTrainMotionAdapter.*'model'.*no motion module"):
+    with pytest.raises(ValueError, match=r"MotionKitTrainMotionAdapter.*'model'.*no temporal attention"):
         train.train(sd["model"], **args)
     mm = sd15.with_motion(sd["model"], sd, "v1")
     with pytest.raises(ValueError, match=r"'video_frames'.*25 frames exceed.*24"):
@@ -407,3 +508,33 @@ def test_cli_runs_the_same_trainer(comfy, sd, base_dir, comfy_path):
     assert "step 3/3" in run.stderr
     tensors = load_file(str(still_moving_dir(base_dir) / "motionkit_t_cli.safetensors"))
     assert len(tensors) == 2 * 21 * 6
+
+
+@pytest.mark.slow
+def test_cli_trains_an_svd_motion_adapter(comfy, tiny_ckpt, base_dir, capsys):
+    """scripts/train_still_moving.py motion without --motion-module trains on SVD (in this process, where the
+    tiny test shapes are registered; its ComfyUI start-up is the SD1.5 CLI test's): Image Only Checkpoint
+    Loader, SVD_img2vid_Conditioning with --motion-bucket-id / --fps, frames from --clips-folder."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("train_still_moving_cli", REPO / "scripts" / "train_still_moving.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    write_stills(base_dir / "input" / "motionkit_svd_stills")
+    argv = ["motion", "--checkpoint", tiny_ckpt, "--clips-folder", "motionkit_svd_stills", "--frames-per-clip", "1",
+            "--adapter-name", "motionkit_t_svd_cli", "--video-frames", "4", "--width", "64", "--height", "64",
+            "--steps", "3", "--rank", "2", "--learning-rate", "0.01", "--motion-bucket-id", "90", "--no-resume"]
+    args = cli.parse_args(argv)
+    common = dict(adapter_name=args.adapter_name, video_frames=4, width=64, height=64, generation_steps=1, cfg=1.0,
+                  rank=2, steps=3, learning_rate=0.01, batch_size=1, seed=0, checkpoint_every=0, resume=False)
+    assert cli.run_node(lambda: cli.train_svd(args, common)) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["adapter"] == "motionkit_t_svd_cli.safetensors" and len(report["losses"]) == 3 and report["items"] == 3
+    state = torch.load(still_moving_dir(base_dir) / "motionkit_t_svd_cli.resume.pt", weights_only=True)
+    import comfy_extras.nodes_video_model as video_model
+    model = video_model.ImageOnlyCheckpointLoader().load_checkpoint(tiny_ckpt)[0]
+    assert torch.allclose(state["conds"][0]["y"][0], model.model.encode_adm(fps=6, motion_bucket_id=90,
+                                                                            augmentation_level=0.0)[0])
+    assert len(load_file(str(still_moving_dir(base_dir) / "motionkit_t_svd_cli.safetensors"))) == 2 * 7 * 3
+    with pytest.raises(SystemExit):
+        cli.parse_args([a for a in argv if a not in ("--clips-folder", "motionkit_svd_stills")])
+    assert "--clips-folder" in capsys.readouterr().err

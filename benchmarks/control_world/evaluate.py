@@ -43,17 +43,18 @@ ROWS = [
     ("All-to-First + TrackAdapter, trained", ("all_to_first", "trackadapter_trained")),
     ("All-to-First + TrackAdapter, training-free", ("all_to_first", "trackadapter_free")),
     ("All-to-First + Motion field + MAA", ("all_to_first", "motion_field")),
+    ("Still-Moving motion adapter, alpha -1", ("still_moving:-1",)),
+    ("Still-Moving motion adapter, alpha 0", ("still_moving:0",)),
+    ("Still-Moving motion adapter, alpha +1", ("still_moving:1",)),
 ]
 NOT_RUN = {
-    "Still-Moving motion adapter (alpha -1/0/+1)": (
-        "not run: MotionKit's Still-Moving trainers train on SD1.5 + motion modules only (frozen videos under one "
-        "text prompt); the world model is SVD, whose every video has its own frame-0 conditioning. The adapter "
-        "node applies to SVD, but there is no SVD-trained motion adapter to apply."),
     "Puppet-Master drags": (
         "not run: Puppet-Master's drag modules come with its official fine-tuned UNet; MotionKit has no trainer "
         "for them, so there are no world-trained drag modules."),
 }
 TRACKADAPTER_STEPS = 6000
+TRACKADAPTER_CLIPS = 64
+STILL_MOVING = {"frames": 128, "steps": 1000, "rank": 8, "learning_rate": 1e-3, "batch_size": 2}
 
 
 def parse_args(argv=None):
@@ -68,6 +69,8 @@ def parse_args(argv=None):
     ap.add_argument("--vae-steps", type=int, default=models.TrainPlan.vae_steps)
     ap.add_argument("--pool", type=int, default=models.TrainPlan.pool, help="pre-encoded training clips")
     ap.add_argument("--trackadapter-steps", type=int, default=TRACKADAPTER_STEPS)
+    ap.add_argument("--trackadapter-clips", type=int, default=TRACKADAPTER_CLIPS, help="world clips it trains on")
+    ap.add_argument("--still-moving-steps", type=int, default=STILL_MOVING["steps"])
     ap.add_argument("--strips", type=Path, help="also write each clip's videos (one row each) as PNG strips here")
     return ap.parse_args(argv)
 
@@ -88,26 +91,29 @@ def log(msg: str) -> None:
 
 # --- the pack's TrackAdapter trainer on world clips ------------------------------------------------------
 
-def trackadapter_file_name(plan: models.TrainPlan, steps: int) -> str:
-    return f"motionkit_control_world_{plan.key()}_ta{steps}.safetensors"
+def trackadapter_file_name(plan: models.TrainPlan, steps: int, clips: int = TRACKADAPTER_CLIPS) -> str:
+    more = "" if clips == TRACKADAPTER_CLIPS else f"_c{clips}"
+    return f"motionkit_control_world_{plan.key()}_ta{steps}{more}.safetensors"
 
 
-def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int) -> tuple[str, float]:
+def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int,
+                      clips: int = TRACKADAPTER_CLIPS) -> tuple[str, float]:
     """A TrackAdapter trained by scripts/train_trackadapter.py on world clips (cached); its name in
     models/trackadapter and the training minutes (0 when cached)."""
     import importlib.util
     import numpy as np
     from motionkit_testing.pack import pack_module
     clips_mod = pack_module("trackadapter_clips")
-    name = trackadapter_file_name(plan, steps)
+    name = trackadapter_file_name(plan, steps, clips)
     cached = models.cache_dir() / name
     minutes = 0.0
     if not cached.is_file():
-        folder = models.cache_dir() / f"trackadapter_clips_{plan.key()}"
+        folder = models.cache_dir() / (f"trackadapter_clips_{plan.key()}"
+                                       + ("" if clips == TRACKADAPTER_CLIPS else f"_{clips}"))
         if not folder.is_dir():
             tmp = folder.with_name(folder.name + ".partial")
             tmp.mkdir(parents=True, exist_ok=True)
-            for i in range(64):
+            for i in range(clips):
                 clip = world.make_clip(models.training_seed(plan, 5 * 10 ** 5 + i), plan.world)
                 path, ids = world.ground_truth_tracks(clip)
                 clips_mod.write_clip(tmp / f"clip_{i:03d}.safetensors", (clip.frames * 255).round().astype(np.uint8),
@@ -116,9 +122,10 @@ def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int) ->
             tmp.rename(folder)
         resume = cached.with_name(cached.name + ".train.pt")
         shorter = [n for n in range(steps - 1, 0, -1)
-                   if (models.cache_dir() / (trackadapter_file_name(plan, n) + ".train.pt")).is_file()][:1]
+                   if (models.cache_dir() / (trackadapter_file_name(plan, n, clips) + ".train.pt")).is_file()][:1]
         if shorter and not resume.exists():   # continue the longest shorter cached run (the trainer resumes exactly)
-            shutil.copyfile(models.cache_dir() / (trackadapter_file_name(plan, shorter[0]) + ".train.pt"), resume)
+            shutil.copyfile(models.cache_dir() / (trackadapter_file_name(plan, shorter[0], clips) + ".train.pt"),
+                            resume)
             log(f"[control world] continuing the TrackAdapter trained for {shorter[0]} steps")
         spec = importlib.util.spec_from_file_location("train_trackadapter_cli", REPO / "scripts" / "train_trackadapter.py")
         cli = importlib.util.module_from_spec(spec)
@@ -134,6 +141,58 @@ def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int) ->
     if not (folder / name).exists():
         (folder / name).symlink_to(cached)
     return name, minutes
+
+
+# --- the pack's Still-Moving motion-adapter trainer on world frames ------------------------------------
+
+def still_moving_file(session, plan: models.TrainPlan, ckpt: str, steps: int) -> tuple[str, float, dict]:
+    """A Still-Moving motion adapter trained by 'Train Motion Adapter' (MotionKitTrainMotionAdapter, through
+    the executor) on frozen videos of world frames (cached); its name in models/still_moving, the training
+    minutes (0 when cached) and the trainer's report."""
+    import numpy as np
+    from PIL import Image
+    settings = dict(STILL_MOVING, steps=steps)
+    name = f"motionkit_control_world_{plan.key()}_still_moving_{settings['steps']}"
+    cached = models.cache_dir() / f"{name}.safetensors"
+    report_path = cached.with_suffix(".json")
+    folder = session.base / "models" / "still_moving"
+    folder.mkdir(parents=True, exist_ok=True)
+    minutes, report = 0.0, {}
+    if not cached.is_file():
+        stills = session.base / "input" / "cw_stills"
+        stills.mkdir(parents=True, exist_ok=True)
+        for i in range(settings["frames"]):   # one frame of each training clip, at varying times
+            clip = world.make_clip(models.training_seed(plan, 6 * 10 ** 5 + i), plan.world)
+            frame = clip.frames[i % plan.world.frames]
+            Image.fromarray((frame * 255).round().astype(np.uint8)).save(stills / f"still_{i:03d}.png")
+        size, frames = plan.world.size, plan.world.frames
+        p = {
+            "ckpt": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": ckpt}},
+            "img": {"class_type": "LoadImage", "inputs": {"image": "cw_stills/still_000.png"}},
+            "cond": {"class_type": "SVD_img2vid_Conditioning", "inputs": {
+                "clip_vision": ["ckpt", 1], "init_image": ["img", 0], "vae": ["ckpt", 2], "width": size,
+                "height": size, "video_frames": frames, "motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.0}},
+            "train": {"class_type": "MotionKitTrainMotionAdapter", "inputs": {
+                "model": ["ckpt", 0], "positive": ["cond", 0], "negative": ["cond", 1], "adapter_name": name,
+                "clips_folder": "cw_stills", "frames_per_clip": 1, "generated_videos": 1, "video_frames": frames,
+                "width": size, "height": size, "generation_steps": 1, "cfg": 1.0, "rank": settings["rank"],
+                "steps": settings["steps"], "learning_rate": settings["learning_rate"],
+                "batch_size": settings["batch_size"], "seed": plan.seed, "checkpoint_every": 100, "resume": True,
+                "vae": ["ckpt", 2], "clip_vision": ["ckpt", 1]}},
+        }
+        log(f"[control world] training the Still-Moving motion adapter ({settings['steps']} steps)")
+        tick = time.perf_counter()
+        history = session.run(p)
+        minutes = (time.perf_counter() - tick) / 60
+        report = json.loads(history["outputs"]["train"]["text"][0])
+        report.update(settings=settings, minutes=minutes)
+        shutil.copyfile(folder / f"{name}.safetensors", cached)
+        report_path.write_text(json.dumps(report, indent=1))
+    elif report_path.is_file():
+        report = json.loads(report_path.read_text())
+    if not (folder / f"{name}.safetensors").exists():
+        (folder / f"{name}.safetensors").symlink_to(cached)
+    return f"{name}.safetensors", minutes, report
 
 
 # --- one workflow per clip and row -----------------------------------------------------------------------
@@ -153,7 +212,8 @@ def clip_inputs(base: Path, clip, index: int) -> dict:
     return {"frame": frame, "masks": masks}
 
 
-def prompt(ckpt: str, clip, files: dict, controls: tuple, seed: int, steps: int, ta_name: str) -> dict:
+def prompt(ckpt: str, clip, files: dict, controls: tuple, seed: int, steps: int, ta_name: str,
+           sm_name: str = "") -> dict:
     frames, size = clip.spec.frames, clip.spec.size
     p = {
         "ckpt": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": ckpt}},
@@ -194,6 +254,10 @@ def prompt(ckpt: str, clip, files: dict, controls: tuple, seed: int, steps: int,
             if control == "trackadapter_trained":
                 p["ta_load"] = {"class_type": "MotionKitTrackAdapterLoader", "inputs": {"adapter_name": ta_name}}
                 p[node]["inputs"]["track_adapter"] = ["ta_load", 0]
+        elif control.startswith("still_moving:"):
+            p[node] = {"class_type": "MotionKitStillMovingAdapter", "inputs": {
+                "model": model, "adapter": sm_name, "motion_alpha": float(control.split(":")[1]),
+                "spatial_strength": 0.0}}
         elif control == "motion_field":
             p["field"] = {"class_type": "MotionKitTracksToMotionField", "inputs": {
                 "tracks": ["tracks", 0], "masks": ["masks", 0], "boundary_softness": 4.0}}
@@ -224,10 +288,13 @@ def main(argv=None) -> int:
     session = cs.InProcessComfy(base, cs.comfyui_path())
     plan = models.TrainPlan(vae_steps=args.vae_steps, unet_steps=args.unet_steps, pool=args.pool)
     ckpt, report = models.world_checkpoint(plan, base / "models" / "checkpoints", log)
-    ta_name, ta_minutes = trackadapter_file(session, plan, ckpt, args.trackadapter_steps)
-    training = {"world_model": report, "trackadapter": {"steps": args.trackadapter_steps, "file": ta_name,
+    ta_name, ta_minutes = trackadapter_file(session, plan, ckpt, args.trackadapter_steps, args.trackadapter_clips)
+    training = {"world_model": report, "trackadapter": {"steps": args.trackadapter_steps,
+                                                         "clips": args.trackadapter_clips, "file": ta_name,
                                                          "minutes_this_run": ta_minutes}}
-    log(f"[control world] models: {ckpt}, {ta_name}")
+    sm_name, sm_minutes, sm_report = still_moving_file(session, plan, ckpt, args.still_moving_steps)
+    training["still_moving"] = {**sm_report, "file": sm_name, "minutes_this_run": sm_minutes}
+    log(f"[control world] models: {ckpt}, {ta_name}, {sm_name}")
     if args.train_only:
         print(json.dumps({"training": training}))
         return 0
@@ -242,7 +309,7 @@ def main(argv=None) -> int:
         ground.append(measure.measure(clip.frames, clip, requested))
         videos = [clip.frames]
         for name, controls in ROWS:
-            session.run(prompt(ckpt, clip, files, controls, args.seed * 1000 + i, args.steps, ta_name))
+            session.run(prompt(ckpt, clip, files, controls, args.seed * 1000 + i, args.steps, ta_name, sm_name))
             video = session.output("decode").cpu().numpy()
             per_row[name].append(measure.measure(video, clip, requested))
             videos.append(video)

@@ -40,3 +40,28 @@ def attention64(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -
 def linear64(layer, x: torch.Tensor) -> torch.Tensor:
     out = x.double() @ layer.weight.double().T
     return out + layer.bias.double() if getattr(layer, "bias", None) is not None else out
+
+
+def edm_reference_loss(model, state: dict, seed: int, draws: int) -> float:
+    """SVD's training loss (EDM, Karras et al. 2022, as SVD trains) of a Still-Moving trainer's evaluation, from
+    its checkpoint's frozen videos and conditions: for draw d and video i the trainer's generator (seed
+    ``step_seed(seed, -1 - d, i)``) gives ``ln sigma ~ N(0.7, 1.6^2)`` and then the noise n; the loss is
+    ``(sigma^2 + 1) / sigma^2 * mean |D(x0 + sigma n; sigma) - x0|^2`` (sigma_data = 1), averaged over videos
+    and draws in float64. D is the model's denoiser as ComfyUI evaluates it (float32)."""
+    from .pack import pack_module
+    step_seed = pack_module("still_moving").step_seed
+    total = 0.0
+    for d in range(draws):
+        per_video = []
+        for i, (latent, conds) in enumerate(zip(state["data"], state["conds"])):
+            x0 = model.model.process_latent_in(latent.clone())
+            g = torch.Generator().manual_seed(step_seed(seed, -1 - d, i))
+            sigma = math.exp(0.7 + 1.6 * float(torch.randn(1, generator=g)))
+            noise = torch.randn(x0.shape, generator=g)
+            with torch.no_grad():
+                denoised = model.model.apply_model(x0 + sigma * noise, torch.full((x0.shape[0],), sigma), **conds,
+                                                   transformer_options={"cond_or_uncond": [0]})
+            err = ((denoised.double() - x0.double()) ** 2).mean().item()
+            per_video.append((sigma ** 2 + 1) / sigma ** 2 * err)
+        total += sum(per_video) / len(per_video)
+    return total / draws
