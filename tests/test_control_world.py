@@ -137,7 +137,7 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
     assert floor["objmc"]["median"] < 0.5 and floor["lost"]["mean"] == 0.0
     assert result["training"]["world_model"]["plan"]["unet_steps"] == 2
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert any(n.startswith("motionkit_control_world_") and n.endswith("_ta2.safetensors") for n in cached), cached
+    assert any(n.startswith("motionkit_control_world_") and n.endswith("_ta2_c512.safetensors") for n in cached), cached
     assert any(n.endswith("_still_moving_2.safetensors") for n in cached), cached
     assert result["training"]["still_moving"]["steps"] == 2
     assert (tmp_path / "strips" / "clip_000.png").is_file()

@@ -455,6 +455,35 @@ def test_train_motion_adapter_on_svd(comfy, tiny_ckpt, base_dir):
                    steps=1) - plain).abs().max() > 1e-5
 
 
+@pytest.mark.slow
+def test_interrupted_svd_training_resumes_to_the_same_adapter(comfy, tiny_ckpt, base_dir):
+    """Interrupted at step 2 of 4 and resumed, SVD training (its per-frame conditions are in the checkpoint)
+    ends bit-equal to an unbroken run."""
+    import comfy.model_management as management
+    import comfy.utils as comfy_utils
+    write_stills(base_dir / "input" / "motionkit_svd_stills")
+    straight = report_of(comfy.run(svd_train_prompt(tiny_ckpt, "motionkit_t_svd_straight", 4)))
+
+    def flag_at_2(value, total, preview, node_id=None):
+        if (value, total) == (2, 4):
+            management.interrupt_current_processing(True)
+
+    previous = comfy_utils.PROGRESS_BAR_HOOK
+    try:
+        comfy_utils.set_progress_bar_global_hook(flag_at_2)
+        with pytest.raises(WorkflowError):
+            comfy.run(svd_train_prompt(tiny_ckpt, "motionkit_t_svd_resumed", 4))
+    finally:
+        comfy_utils.set_progress_bar_global_hook(previous)
+    state = torch.load(still_moving_dir(base_dir) / "motionkit_t_svd_resumed.resume.pt", weights_only=True)
+    assert state["step"] == 2 and len(state["conds"]) == 3
+    resumed = report_of(comfy.run(svd_train_prompt(tiny_ckpt, "motionkit_t_svd_resumed", 4, resume=True)))
+    assert resumed["resumed_at"] == 2 and resumed["eval_loss_after"] == straight["eval_loss_after"]
+    a = load_file(str(still_moving_dir(base_dir) / "motionkit_t_svd_straight.safetensors"))
+    b = load_file(str(still_moving_dir(base_dir) / "motionkit_t_svd_resumed.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_svd_trainer_errors(comfy, tiny_ckpt, base_dir):
     from motionkit_testing.svd import conditioning, load_tiny
     model, pos, neg, _ = conditioning(tiny_ckpt, 4, 64)

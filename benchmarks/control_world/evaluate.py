@@ -37,6 +37,7 @@ from control_world import measure, models, world  # noqa: E402
 ROWS = [
     ("no control", ()),
     ("TrackAdapter, trained", ("trackadapter_trained",)),
+    ("TrackAdapter, trained, lambda_bg 1", ("trackadapter_trained:1",)),
     ("TrackAdapter, training-free", ("trackadapter_free",)),
     ("Motion field + Motion-Augmented Attention", ("motion_field",)),
     ("All-to-First", ("all_to_first",)),
@@ -53,7 +54,7 @@ NOT_RUN = {
         "for them, so there are no world-trained drag modules."),
 }
 TRACKADAPTER_STEPS = 6000
-TRACKADAPTER_CLIPS = 64
+TRACKADAPTER_CLIPS = 512
 STILL_MOVING = {"frames": 128, "steps": 1000, "rank": 8, "learning_rate": 1e-3, "batch_size": 2}
 
 
@@ -71,6 +72,8 @@ def parse_args(argv=None):
     ap.add_argument("--trackadapter-steps", type=int, default=TRACKADAPTER_STEPS)
     ap.add_argument("--trackadapter-clips", type=int, default=TRACKADAPTER_CLIPS, help="world clips it trains on")
     ap.add_argument("--still-moving-steps", type=int, default=STILL_MOVING["steps"])
+    ap.add_argument("--rows", default="", help="only the rows whose names contain one of these comma-separated "
+                    "words (default: every row)")
     ap.add_argument("--strips", type=Path, help="also write each clip's videos (one row each) as PNG strips here")
     return ap.parse_args(argv)
 
@@ -92,8 +95,7 @@ def log(msg: str) -> None:
 # --- the pack's TrackAdapter trainer on world clips ------------------------------------------------------
 
 def trackadapter_file_name(plan: models.TrainPlan, steps: int, clips: int = TRACKADAPTER_CLIPS) -> str:
-    more = "" if clips == TRACKADAPTER_CLIPS else f"_c{clips}"
-    return f"motionkit_control_world_{plan.key()}_ta{steps}{more}.safetensors"
+    return f"motionkit_control_world_{plan.key()}_ta{steps}_c{clips}.safetensors"
 
 
 def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int,
@@ -108,8 +110,7 @@ def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int,
     cached = models.cache_dir() / name
     minutes = 0.0
     if not cached.is_file():
-        folder = models.cache_dir() / (f"trackadapter_clips_{plan.key()}"
-                                       + ("" if clips == TRACKADAPTER_CLIPS else f"_{clips}"))
+        folder = models.cache_dir() / f"trackadapter_clips_{plan.key()}_{clips}"
         if not folder.is_dir():
             tmp = folder.with_name(folder.name + ".partial")
             tmp.mkdir(parents=True, exist_ok=True)
@@ -243,15 +244,16 @@ def prompt(ckpt: str, clip, files: dict, controls: tuple, seed: int, steps: int,
         "easing": "linear", "image": ["img", 0]}}
     model = ["ckpt", 0]
     for control in controls:
-        node = f"c_{control}"
+        node = "c_" + control.replace(":", "_").replace("-", "m")
         if control == "all_to_first":
             p[node] = {"class_type": "MotionKitAllToFirstAttention", "inputs": {
                 "model": model, "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
         elif control.startswith("trackadapter"):
+            lambda_bg = float(control.split(":")[1]) if ":" in control else 0.4   # 0.4: the node's default
             p[node] = {"class_type": "MotionKitApplyTrackAdapter", "inputs": {
-                "model": model, "tracks": ["tracks", 0], "lambda_bg": 0.4, "tau": 0.1, "strength": 1.0,
+                "model": model, "tracks": ["tracks", 0], "lambda_bg": lambda_bg, "tau": 0.1, "strength": 1.0,
                 "start_percent": 0.0, "end_percent": 1.0, "masks": ["masks", 0]}}
-            if control == "trackadapter_trained":
+            if control.startswith("trackadapter_trained"):
                 p["ta_load"] = {"class_type": "MotionKitTrackAdapterLoader", "inputs": {"adapter_name": ta_name}}
                 p[node]["inputs"]["track_adapter"] = ["ta_load", 0]
         elif control.startswith("still_moving:"):
@@ -285,6 +287,13 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     base = cs.make_base_dir(Path(tempfile.mkdtemp(prefix="motionkit-control-world-")))
+    try:
+        return evaluate(args, base)
+    finally:   # the run's ComfyUI base directory (inputs, links to the cache), never the cache itself
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def evaluate(args, base: Path) -> int:
     session = cs.InProcessComfy(base, cs.comfyui_path())
     plan = models.TrainPlan(vae_steps=args.vae_steps, unet_steps=args.unet_steps, pool=args.pool)
     ckpt, report = models.world_checkpoint(plan, base / "models" / "checkpoints", log)
@@ -299,7 +308,9 @@ def main(argv=None) -> int:
         print(json.dumps({"training": training}))
         return 0
 
-    per_row = {name: [] for name, _ in ROWS}
+    words = [w.strip().lower() for w in args.rows.split(",") if w.strip()]
+    rows = [(name, controls) for name, controls in ROWS if not words or any(w in name.lower() for w in words)]
+    per_row = {name: [] for name, _ in rows}
     ground, ground_vae = [], []
     clips = [world.make_clip(args.seed * 10 ** 5 + i, plan.world) for i in range(args.clips)]
     tick = time.perf_counter()
@@ -308,7 +319,7 @@ def main(argv=None) -> int:
         requested = measure.requested_positions(clip)
         ground.append(measure.measure(clip.frames, clip, requested))
         videos = [clip.frames]
-        for name, controls in ROWS:
+        for name, controls in rows:
             session.run(prompt(ckpt, clip, files, controls, args.seed * 1000 + i, args.steps, ta_name, sm_name))
             video = session.output("decode").cpu().numpy()
             per_row[name].append(measure.measure(video, clip, requested))
@@ -326,7 +337,7 @@ def main(argv=None) -> int:
     result["rows"]["ground-truth video (measurement floor)"] = {k: summarise([m[k] for m in ground]) for k in ground[0]}
     result["rows"]["ground-truth video through the world VAE"] = {k: summarise([m[k] for m in ground_vae])
                                                                   for k in ground_vae[0]}
-    for name, _ in ROWS:
+    for name, _ in rows:
         result["rows"][name] = {k: summarise([m[k] for m in per_row[name]]) for k in per_row[name][0]}
     for name, why in NOT_RUN.items():
         result["rows"][name] = {"not_run": why}
