@@ -10,12 +10,13 @@ video is tracked by colour and measured against the requested trajectory (measur
 error, background drift, mean sprite speed. The table gives the median (and the 25-75 % spread) over clips;
 the last line printed is one JSON object with every row's figures.
 
-The first run trains the world model (models.py) and a TrackAdapter with the pack's own trainer
-(scripts/train_trackadapter.py, unchanged) on world clips, and caches both in the user cache
+The first run trains the world model (models.py), a TrackAdapter with the pack's own trainer
+(scripts/train_trackadapter.py, unchanged) on world clips and a Still-Moving motion adapter with the pack's
+'Train Motion Adapter' node (through the executor, on frozen world frames), and caches them in the user cache
 (``~/.cache/motionkit/control_world``); later runs reuse them.
 
 Usage: ``.venv/bin/python benchmarks/control_world/evaluate.py --clips 20 --seed 1 [--steps 25]
-[--threads 1] [--train-only]``
+[--threads 1] [--train-only] [--rows WORDS]``
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ NOT_RUN = {
         "not run: Puppet-Master's drag modules come with its official fine-tuned UNet; MotionKit has no trainer "
         "for them, so there are no world-trained drag modules."),
 }
-TRACKADAPTER_STEPS = 6000
+TRACKADAPTER_STEPS = 12000
 TRACKADAPTER_CLIPS = 512
 STILL_MOVING = {"frames": 128, "steps": 1000, "rank": 8, "learning_rate": 1e-3, "batch_size": 2}
 
