@@ -117,12 +117,13 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
     env = {**os.environ, "MOTIONKIT_CONTROL_WORLD_CACHE": str(tmp_path / "cache")}
     args = [sys.executable, str(REPO / "benchmarks" / "control_world" / "evaluate.py"), "--clips", "1", "--seed", "3",
             "--steps", "2", "--threads", "1", "--vae-steps", "2", "--unet-steps", "2", "--pool", "2",
-            "--trackadapter-steps", "2", "--still-moving-steps", "2", "--strips", str(tmp_path / "strips")]
+            "--trackadapter-steps", "2", "--trackadapter-clips", "4", "--still-moving-steps", "2", "--strips", str(tmp_path / "strips")]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    sampled = ["no control", "TrackAdapter, trained", "TrackAdapter, training-free",
-               "Motion field + Motion-Augmented Attention", "All-to-First", "All-to-First + TrackAdapter, trained",
+    sampled = ["no control", "TrackAdapter, trained", "TrackAdapter, trained, lambda_bg 1",
+               "TrackAdapter, training-free", "Motion field + Motion-Augmented Attention", "All-to-First",
+               "All-to-First + TrackAdapter, trained",
                "All-to-First + TrackAdapter, training-free", "All-to-First + Motion field + MAA",
                "Still-Moving motion adapter, alpha -1", "Still-Moving motion adapter, alpha 0",
                "Still-Moving motion adapter, alpha +1"]
@@ -137,7 +138,7 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
     assert floor["objmc"]["median"] < 0.5 and floor["lost"]["mean"] == 0.0
     assert result["training"]["world_model"]["plan"]["unet_steps"] == 2
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert any(n.startswith("motionkit_control_world_") and n.endswith("_ta2_c512.safetensors") for n in cached), cached
+    assert any(n.startswith("motionkit_control_world_") and n.endswith("_ta2_c4.safetensors") for n in cached), cached
     assert any(n.endswith("_still_moving_2.safetensors") for n in cached), cached
     assert result["training"]["still_moving"]["steps"] == 2
     assert (tmp_path / "strips" / "clip_000.png").is_file()
