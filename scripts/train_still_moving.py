@@ -173,12 +173,14 @@ def train_svd(args, common: dict) -> dict:
     import nodes
     import torch
     model, clip_vision, vae = video_model.ImageOnlyCheckpointLoader().load_checkpoint(args.checkpoint)
-    positive, negative, _ = video_model.SVD_img2vid_Conditioning().encode(clip_vision, torch.zeros(1, args.height, args.width, 3), vae, args.width,
-                                            args.height, args.video_frames, args.motion_bucket_id, args.fps,
-                                            args.augmentation_level)
+    blank = torch.zeros(1, args.height, args.width, 3)   # only the settings matter: each frame conditions itself
+    positive, negative, _ = video_model.SVD_img2vid_Conditioning().encode(
+        clip_vision, blank, vae, args.width, args.height, args.video_frames, args.motion_bucket_id, args.fps,
+        args.augmentation_level)
     trainer = nodes.NODE_CLASS_MAPPINGS["MotionKitTrainMotionAdapter"]()
-    return trainer.train(model, positive, negative, clips_folder=args.clips_folder, frames_per_clip=args.frames_per_clip,
-                         generated_videos=1, vae=vae, clip_vision=clip_vision, **common)
+    return trainer.train(model, positive, negative, clips_folder=args.clips_folder,
+                         frames_per_clip=args.frames_per_clip, generated_videos=1, vae=vae, clip_vision=clip_vision,
+                         **common)
 
 
 def run_node(train) -> int:
