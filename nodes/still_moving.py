@@ -305,15 +305,13 @@ def _diffusion_loss(model_wrap, extra_args, x0: torch.Tensor, seed: int) -> torc
 
 def _svd_loss(model_wrap, extra_args, x0: torch.Tensor, conds: dict, seed: int) -> torch.Tensor:
     """SVD's training objective at one noise level: ``ln sigma ~ N(0.7, 1.6^2)``, the EDM-weighted MSE of the
-    denoised prediction, with the video's own conditioning ``conds``."""
+    denoised prediction, with the video's own conditioning ``conds`` (on x0's device)."""
     g = torch.Generator().manual_seed(seed)
     sigma = edm_sigmas(1, g).to(x0)
     noise = torch.randn(x0.shape, generator=g).to(x0)
     options = dict(extra_args.get("model_options", {}).get("transformer_options", {}), cond_or_uncond=[0])
     sigmas = sigma.expand(x0.shape[0])
-    denoised = model_wrap.inner_model.apply_model(x0 + sigma * noise, sigmas, transformer_options=options,
-                                                  **{k: v.to(x0.device) if torch.is_tensor(v) else v
-                                                     for k, v in conds.items()})
+    denoised = model_wrap.inner_model.apply_model(x0 + sigma * noise, sigmas, transformer_options=options, **conds)
     return (edm_weight(sigma) * (denoised.float() - x0.float()) ** 2).mean()
 
 
@@ -384,16 +382,18 @@ def train_adapters(model: comfy.model_patcher.ModelPatcher, positive, spec: Trai
         for m in trainable.values():
             m.to(device)
         data = [model_wrap.inner_model.process_latent_in(it.latent.to(device)) for it in items]
+        conds = [None if it.conds is None else {k: v.to(device) if torch.is_tensor(v) else v
+                                                for k, v in it.conds.items()} for it in items]
 
         def batch_loss(step: int, indices: list) -> torch.Tensor:
             total = 0.0
             for i in indices:
                 alpha.value = items[i].alpha   # the motion adapter's scale for this video
                 seed = step_seed(spec.seed, step, i)
-                if items[i].conds is None:
+                if conds[i] is None:
                     loss = _diffusion_loss(model_wrap, extra_args, data[i], seed)
                 else:
-                    loss = _svd_loss(model_wrap, extra_args, data[i], items[i].conds, seed)
+                    loss = _svd_loss(model_wrap, extra_args, data[i], conds[i], seed)
                 total = total + items[i].weight * loss
             return total / len(indices)
 
@@ -555,10 +555,14 @@ def _common_inputs(generated: str) -> dict:
     }
 
 
-def _check_common(node: str, model, video_frames: int, width: int, height: int) -> None:
+def _check_size(node: str, width: int, height: int) -> None:
     if width % 8 or height % 8:
         raise MotionKitInputError(node, "width", f"{width}x{height} is not a multiple of 8.",
                                   "use sizes divisible by 8.")
+
+
+def _check_common(node: str, model, video_frames: int, width: int, height: int) -> None:
+    _check_size(node, width, height)
     if motion_patcher(model) is None:
         raise MotionKitInputError(node, "model", "this MODEL has no motion module.",
                                   "connect the output of 'Load Motion Module' (spatial adapters are trained on SD1.5 "
@@ -670,9 +674,7 @@ class MotionKitTrainMotionAdapter:
 def _svd_settings(node: str, model, positive, clips_folder: str, vae, clip_vision, width: int, height: int) -> dict:
     """What training a motion adapter on SVD needs, checked before any frame is read: its image-conditioning
     settings (from the positive of SVD_img2vid_Conditioning), clips, the VAE and the CLIP vision encoder."""
-    if width % 8 or height % 8:
-        raise MotionKitInputError(node, "width", f"{width}x{height} is not a multiple of 8.",
-                                  "use sizes divisible by 8.")
+    _check_size(node, width, height)
     extra = positive[0][1] if isinstance(positive, list) and positive and len(positive[0]) == 2 else {}
     keys = ("motion_bucket_id", "fps", "augmentation_level")
     if not isinstance(extra, dict) or any(k not in extra for k in keys):
