@@ -148,3 +148,18 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
     training = json.loads(again.stdout.strip().splitlines()[-1])["training"]
     assert training["trackadapter"]["minutes_this_run"] == 0.0 and training["still_moving"]["minutes_this_run"] == 0.0
     assert "UNet step" not in again.stdout + again.stderr
+    # a longer world model continues the cached shorter one, and its TrackAdapter continues that world model's
+    # adapter (resumed at step 2, one more step), not a fresh one
+    longer_args = args[:-2] + ["--train-only"]
+    longer_args[longer_args.index("--unet-steps") + 1] = "3"
+    longer_args[longer_args.index("--trackadapter-steps") + 1] = "3"
+    longer = subprocess.run(longer_args, env=env, capture_output=True, text=True, timeout=600)
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    log = longer.stdout + longer.stderr
+    training = json.loads(longer.stdout.strip().splitlines()[-1])["training"]
+    assert training["world_model"]["continued_from"]["unet_steps"] == 2
+    assert "UNet step 3/3" in log and "UNet step 1/3" not in log
+    previous = training["world_model"]["continued_from"]["file"][:-len(".safetensors")]
+    assert training["trackadapter"]["continued_from"] == f"{previous}_ta2_c4.safetensors"
+    assert "steps 2..3" in log, log[-3000:]
+    assert training["trackadapter"]["file"].endswith("_ta3_c4.safetensors")

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
@@ -54,7 +55,7 @@ NOT_RUN = {
         "not run: Puppet-Master's drag modules come with its official fine-tuned UNet; MotionKit has no trainer "
         "for them, so there are no world-trained drag modules."),
 }
-TRACKADAPTER_STEPS = 12000
+TRACKADAPTER_STEPS = 20000
 TRACKADAPTER_CLIPS = 512
 STILL_MOVING = {"frames": 128, "steps": 1000, "rank": 8, "learning_rate": 1e-3, "batch_size": 2}
 
@@ -95,8 +96,33 @@ def log(msg: str) -> None:
 
 # --- the pack's TrackAdapter trainer on world clips ------------------------------------------------------
 
-def trackadapter_file_name(plan: models.TrainPlan, steps: int, clips: int = TRACKADAPTER_CLIPS) -> str:
-    return f"motionkit_control_world_{plan.key()}_ta{steps}_c{clips}.safetensors"
+def trackadapter_file_name(plan: models.TrainPlan, steps: int, clips: int = TRACKADAPTER_CLIPS,
+                           world_key: str = "") -> str:
+    """``world_key``: another world model's plan key (default: ``plan``'s)."""
+    return f"motionkit_control_world_{world_key or plan.key()}_ta{steps}_c{clips}.safetensors"
+
+
+def shorter_trackadapter_run(plan: models.TrainPlan, steps: int, clips: int) -> tuple[Optional[Path], str]:
+    """The resume file (``.train.pt``) that a TrackAdapter run of ``steps`` steps continues, and why (or None):
+    the longest shorter cached run for this world model; else, when this world model continues a shorter world
+    run (models.shorter_run), the longest shorter adapter run of that world model, so the adapter follows its
+    world model instead of starting over. Same clip count in both cases (the training clips depend on the
+    seed only, so they are the same clips)."""
+    cache = models.cache_dir()
+    report_path = (cache / models.world_file_name(plan)).with_suffix(".json")
+    keys = [(plan.key(), "")]
+    try:
+        previous = json.loads(report_path.read_text())["continued_from"]
+        keys.append((previous["file"][len("motionkit_control_world_"):].split(".")[0],
+                     f" of the {previous['unet_steps']}-step world model it continues"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    for key, where in keys:
+        for n in range(steps - 1, 0, -1):
+            path = cache / (trackadapter_file_name(plan, n, clips, key) + ".train.pt")
+            if path.is_file():
+                return path, f"the TrackAdapter trained for {n} steps{where}"
+    return None, ""
 
 
 def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int,
@@ -123,12 +149,11 @@ def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int,
                                      clip.masks.astype(np.uint8))
             tmp.rename(folder)
         resume = cached.with_name(cached.name + ".train.pt")
-        shorter = [n for n in range(steps - 1, 0, -1)
-                   if (models.cache_dir() / (trackadapter_file_name(plan, n, clips) + ".train.pt")).is_file()][:1]
-        if shorter and not resume.exists():   # continue the longest shorter cached run (the trainer resumes exactly)
-            shutil.copyfile(models.cache_dir() / (trackadapter_file_name(plan, shorter[0], clips) + ".train.pt"),
-                            resume)
-            log(f"[control world] continuing the TrackAdapter trained for {shorter[0]} steps")
+        shorter, why = shorter_trackadapter_run(plan, steps, clips)
+        if shorter is not None and not resume.exists():   # continue it (the trainer resumes exactly)
+            shutil.copyfile(shorter, resume)
+            cached.with_suffix(".json").write_text(json.dumps({"continued_from": shorter.name[:-len(".train.pt")]}))
+            log(f"[control world] continuing {why}")
         spec = importlib.util.spec_from_file_location("train_trackadapter_cli", REPO / "scripts" / "train_trackadapter.py")
         cli = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(cli)
@@ -138,6 +163,8 @@ def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int,
                   "--lr", "3e-4", "--encoder-channels", "8,16,32", "--feature-channels", "32", "--save-every", "250",
                   "--resume", "--device", "cpu", "--seed", str(plan.seed)])
         minutes = (time.perf_counter() - tick) / 60
+        info = json.loads(cached.with_suffix(".json").read_text()) if cached.with_suffix(".json").is_file() else {}
+        cached.with_suffix(".json").write_text(json.dumps({**info, "minutes": minutes}))
     folder = session.base / "models" / "trackadapter"
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / name).exists():
@@ -299,7 +326,9 @@ def evaluate(args, base: Path) -> int:
     plan = models.TrainPlan(vae_steps=args.vae_steps, unet_steps=args.unet_steps, pool=args.pool)
     ckpt, report = models.world_checkpoint(plan, base / "models" / "checkpoints", log)
     ta_name, ta_minutes = trackadapter_file(session, plan, ckpt, args.trackadapter_steps, args.trackadapter_clips)
-    training = {"world_model": report, "trackadapter": {"steps": args.trackadapter_steps,
+    ta_report = models.cache_dir() / ta_name
+    ta_report = json.loads(ta_report.with_suffix(".json").read_text()) if ta_report.with_suffix(".json").is_file() else {}
+    training = {"world_model": report, "trackadapter": {**ta_report, "steps": args.trackadapter_steps,
                                                          "clips": args.trackadapter_clips, "file": ta_name,
                                                          "minutes_this_run": ta_minutes}}
     sm_name, sm_minutes, sm_report = still_moving_file(session, plan, ckpt, args.still_moving_steps)

@@ -39,7 +39,7 @@ class TrainPlan:
     vae_batch: int = 8
     vae_crop: int = 32
     vae_lr: float = 1.5e-3
-    unet_steps: int = 10000
+    unet_steps: int = 20000
     unet_batch: int = 2           # clips per step
     unet_lr: float = 3e-4
     pool: int = 384               # pre-encoded training clips
