@@ -57,7 +57,7 @@ class MotionKitAllToFirstAttention:
         "batch is treated as the frames of one video. A second All-to-First node on the same model replaces "
         "the first one's settings (strength 0 turns it off); so does one after Load Puppet-Master, whose model has "
         "all-to-first built in. Measured (benchmarks/README.md, Control World): on an SVD-architecture model not "
-        "trained with it, it did not lower the appearance error, lost more objects and made a trained TrackAdapter "
+        "trained with it, it raised the appearance error, lost more objects and made a trained TrackAdapter "
         "less accurate; Puppet-Master's UNet is trained with it, and there it is part of the model.")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("MODEL",)

@@ -218,8 +218,8 @@ class MotionKitStillMovingAdapter:
         "sit, scaled by spatial_strength. Both are merged into the weights with ComfyUI's patching (no cost per step) "
         "and stack in any order with LoRA loaders and the other MotionKit patches; spatial adapters always act after "
         "the LoRAs on the same layer. Files come from models/still_moving (written by the MotionKit trainers). Measured "
-        "(benchmarks/README.md, Control World): a motion adapter trained on SVD by 'Train Motion Adapter' gave mean "
-        "object speeds 2.83 / 0.70 / 0.06 px per frame at motion_alpha -1 / 0 / +1.")
+        "(benchmarks/README.md, Control World): a motion adapter trained on SVD by 'Train Motion Adapter' gave median "
+        "object speeds 2.80 / 1.24 / 0.06 px per frame at motion_alpha -1 / 0 / +1.")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "apply"

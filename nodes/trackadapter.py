@@ -368,9 +368,9 @@ class MotionKitApplyTrackAdapter:
         "tracks, as Motion-I2V). Camera tracks make the whole frame the region. Output = (1 - strength) * "
         "original + strength * patched, between start_percent and end_percent. The encoder, field and regions "
         "are computed once per sampling run. Measured (benchmarks/README.md, Control World): the training-free "
-        "mode steers only a little, mostly by holding objects still; weights trained by MotionKit's trainer on "
-        "that small world cut the distance to the drawn paths by about a third (not yet TrackGo-like: objects "
-        "moving fast along their tracks often dissolve on the way).")
+        "mode barely steers and slows objects down; weights trained by MotionKit's trainer on that small world "
+        "cut the median distance to the drawn paths by about a quarter (mean: a third; not yet TrackGo-like: "
+        "objects moving along their tracks often change colour or dissolve on the way).")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"

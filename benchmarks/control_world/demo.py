@@ -28,7 +28,7 @@ def available(plan: models.TrainPlan = models.TrainPlan()) -> bool:
 def ensure_trained(python: str, log) -> None:
     if available():
         return
-    log("the Control World model is not cached yet: training it now (about 3 hours on a 2-core CPU)")
+    log("the Control World model is not cached yet: training it now (about 4 hours on a 2-core CPU)")
     subprocess.run([python, str(Path(__file__).with_name("evaluate.py")), "--train-only"],
                    check=True)
 
