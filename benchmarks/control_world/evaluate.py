@@ -109,14 +109,11 @@ def shorter_trackadapter_run(plan: models.TrainPlan, steps: int, clips: int) -> 
     world model instead of starting over. Same clip count in both cases (the training clips depend on the
     seed only, so they are the same clips)."""
     cache = models.cache_dir()
-    report_path = (cache / models.world_file_name(plan)).with_suffix(".json")
     keys = [(plan.key(), "")]
-    try:
-        previous = json.loads(report_path.read_text())["continued_from"]
-        keys.append((previous["file"][len("motionkit_control_world_"):].split(".")[0],
+    previous = models.read_report(cache / models.world_file_name(plan)).get("continued_from")
+    if previous:
+        keys.append((models.world_key(previous["file"]),
                      f" of the {previous['unet_steps']}-step world model it continues"))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
     for key, where in keys:
         for n in range(steps - 1, 0, -1):
             path = cache / (trackadapter_file_name(plan, n, clips, key) + ".train.pt")
@@ -163,8 +160,7 @@ def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int,
                   "--lr", "3e-4", "--encoder-channels", "8,16,32", "--feature-channels", "32", "--save-every", "250",
                   "--resume", "--device", "cpu", "--seed", str(plan.seed)])
         minutes = (time.perf_counter() - tick) / 60
-        info = json.loads(cached.with_suffix(".json").read_text()) if cached.with_suffix(".json").is_file() else {}
-        cached.with_suffix(".json").write_text(json.dumps({**info, "minutes": minutes}))
+        cached.with_suffix(".json").write_text(json.dumps({**models.read_report(cached), "minutes": minutes}))
     folder = session.base / "models" / "trackadapter"
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / name).exists():
@@ -326,8 +322,7 @@ def evaluate(args, base: Path) -> int:
     plan = models.TrainPlan(vae_steps=args.vae_steps, unet_steps=args.unet_steps, pool=args.pool)
     ckpt, report = models.world_checkpoint(plan, base / "models" / "checkpoints", log)
     ta_name, ta_minutes = trackadapter_file(session, plan, ckpt, args.trackadapter_steps, args.trackadapter_clips)
-    ta_report = models.cache_dir() / ta_name
-    ta_report = json.loads(ta_report.with_suffix(".json").read_text()) if ta_report.with_suffix(".json").is_file() else {}
+    ta_report = models.read_report(models.cache_dir() / ta_name)
     training = {"world_model": report, "trackadapter": {**ta_report, "steps": args.trackadapter_steps,
                                                          "clips": args.trackadapter_clips, "file": ta_name,
                                                          "minutes_this_run": ta_minutes}}

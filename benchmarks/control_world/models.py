@@ -220,13 +220,18 @@ def train_unet(model, clip_vision, vae, plan: TrainPlan, log: Callable[[str], No
     return {k: v.detach().contiguous() for k, v in unet.state_dict().items()}
 
 
+def read_report(path: Path) -> dict:
+    """The JSON report cached beside ``path`` (the same name with ``.json``), or {} when there is none."""
+    report = path.with_suffix(".json")
+    return json.loads(report.read_text()) if report.is_file() else {}
+
+
 def cached_vae(plan: TrainPlan, log: Callable[[str], None] = print) -> tuple[dict, float]:
     """The trained VAE's state dict (trained and cached on the first call) and the minutes it took."""
     from safetensors.torch import load_file, save_file
     path = cache_dir() / f"vae_{plan.vae_key()}.safetensors"
     if path.is_file():
-        meta = json.loads(open(path.with_suffix(".json")).read()) if path.with_suffix(".json").is_file() else {}
-        return load_file(str(path)), float(meta.get("minutes", 0.0))
+        return load_file(str(path)), float(read_report(path).get("minutes", 0.0))
     tick = time.perf_counter()
     sd = train_vae(plan, log)
     minutes = (time.perf_counter() - tick) / 60
@@ -239,6 +244,11 @@ def cached_vae(plan: TrainPlan, log: Callable[[str], None] = print) -> tuple[dic
 def world_file_name(plan: TrainPlan) -> str:
     """The cached world checkpoint's file name (its training report is the same name with ``.json``)."""
     return f"motionkit_control_world_{plan.key()}.safetensors"
+
+
+def world_key(file_name: str) -> str:
+    """The plan key in a world checkpoint's file name (the inverse of world_file_name)."""
+    return file_name[len("motionkit_control_world_"):-len(".safetensors")]
 
 
 def shorter_run(plan: TrainPlan) -> Optional[tuple]:
@@ -300,4 +310,4 @@ def world_checkpoint(plan: TrainPlan, checkpoints_dir: Path, log: Callable[[str]
     link = checkpoints_dir / name
     if not link.exists():
         link.symlink_to(cached)
-    return name, json.loads(report_path.read_text()) if report_path.is_file() else {}
+    return name, read_report(cached)
