@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -117,7 +118,8 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
     env = {**os.environ, "MOTIONKIT_CONTROL_WORLD_CACHE": str(tmp_path / "cache")}
     args = [sys.executable, str(REPO / "benchmarks" / "control_world" / "evaluate.py"), "--clips", "1", "--seed", "3",
             "--steps", "2", "--threads", "1", "--vae-steps", "2", "--unet-steps", "2", "--pool", "2",
-            "--trackadapter-steps", "2", "--trackadapter-clips", "4", "--still-moving-steps", "2", "--strips", str(tmp_path / "strips")]
+            "--trackadapter-steps", "2", "--trackadapter-clips", "4", "--still-moving-steps", "2", "--finetune-steps", "2",
+            "--strips", str(tmp_path / "strips")]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -126,7 +128,11 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
                "All-to-First + TrackAdapter, trained",
                "All-to-First + TrackAdapter, training-free", "All-to-First + Motion field + MAA",
                "Still-Moving motion adapter, alpha -1", "Still-Moving motion adapter, alpha 0",
-               "Still-Moving motion adapter, alpha +1"]
+               "Still-Moving motion adapter, alpha +1", "no control, world UNet fine-tuned further without All-to-First",
+               "All-to-First, world UNet fine-tuned with All-to-First", "no control, world UNet fine-tuned with All-to-First",
+               "All-to-First + TrackAdapter, trained, world UNet fine-tuned with All-to-First",
+               "All-to-First + TrackAdapter, training-free, world UNet fine-tuned with All-to-First",
+               "All-to-First + Motion field + MAA, world UNet fine-tuned with All-to-First"]
     assert list(result["rows"]) == (["ground-truth video (measurement floor)",
                                      "ground-truth video through the world VAE"] + sampled + ["Puppet-Master drags"])
     assert "not_run" in result["rows"]["Puppet-Master drags"]
@@ -142,6 +148,15 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
     assert any(n.endswith("_still_moving_2.safetensors") for n in cached), cached
     assert result["training"]["still_moving"]["steps"] == 2
     assert (tmp_path / "strips" / "clip_000.png").is_file()
+    assert set(result["per_clip"]) == set(sampled) and all(len(v["objmc"]) == 1 for v in result["per_clip"].values())
+    # the two fine-tunes continue the 2-step world UNet (steps 3..4) with the same random stream (batches, noise
+    # levels, noise), so their first losses differ only because the All-to-First node's patch is on in one
+    finetunes = result["training"]["finetunes"]
+    assert {finetunes[n]["patched"] for n in ("a2f", "plain")} == {True, False}
+    assert all(finetunes[n]["steps"] == 2 and finetunes[n]["base_unet_steps"] == 2 for n in finetunes)
+    losses = re.findall(r"fine-tuning \S+ for 2 more UNet steps \((\w+)\).*?UNet step 3/4 loss ([\d.]+)",
+                        done.stdout, re.S)
+    assert [n for n, _ in losses] == ["a2f", "plain"] and losses[0][1] != losses[1][1], losses
     # a second run finds everything in the cache: nothing is trained again
     again = subprocess.run(args[:-2] + ["--train-only"], env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -49,6 +49,17 @@ ROWS = [
     ("Still-Moving motion adapter, alpha -1", ("still_moving:-1",)),
     ("Still-Moving motion adapter, alpha 0", ("still_moving:0",)),
     ("Still-Moving motion adapter, alpha +1", ("still_moving:1",)),
+    # Puppet-Master trains its UNet with all-to-first attention: the world UNet fine-tuned with the node's patch
+    # on, against the same fine-tune without it (world:NAME picks the checkpoint, see FINETUNES)
+    ("no control, world UNet fine-tuned further without All-to-First", ("world:plain",)),
+    ("All-to-First, world UNet fine-tuned with All-to-First", ("world:a2f", "all_to_first")),
+    ("no control, world UNet fine-tuned with All-to-First", ("world:a2f",)),
+    ("All-to-First + TrackAdapter, trained, world UNet fine-tuned with All-to-First",
+     ("world:a2f", "all_to_first", "trackadapter_trained")),
+    ("All-to-First + TrackAdapter, training-free, world UNet fine-tuned with All-to-First",
+     ("world:a2f", "all_to_first", "trackadapter_free")),
+    ("All-to-First + Motion field + MAA, world UNet fine-tuned with All-to-First",
+     ("world:a2f", "all_to_first", "motion_field")),
 ]
 NOT_RUN = {
     "Puppet-Master drags": (
@@ -58,6 +69,8 @@ NOT_RUN = {
 TRACKADAPTER_STEPS = 20000
 TRACKADAPTER_CLIPS = 512
 STILL_MOVING = {"frames": 128, "steps": 1000, "rank": 8, "learning_rate": 1e-3, "batch_size": 2}
+FINETUNE_STEPS = 5000
+FINETUNES = {"a2f": True, "plain": False}   # name -> fine-tuned with the All-to-First node's patch on
 
 
 def parse_args(argv=None):
@@ -74,6 +87,8 @@ def parse_args(argv=None):
     ap.add_argument("--trackadapter-steps", type=int, default=TRACKADAPTER_STEPS)
     ap.add_argument("--trackadapter-clips", type=int, default=TRACKADAPTER_CLIPS, help="world clips it trains on")
     ap.add_argument("--still-moving-steps", type=int, default=STILL_MOVING["steps"])
+    ap.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS,
+                    help="UNet steps of the fine-tunes with and without All-to-First")
     ap.add_argument("--rows", default="", help="only the rows whose names contain one of these comma-separated "
                     "words (default: every row)")
     ap.add_argument("--strips", type=Path, help="also write each clip's videos (one row each) as PNG strips here")
@@ -220,6 +235,21 @@ def still_moving_file(session, plan: models.TrainPlan, ckpt: str, steps: int) ->
     return f"{name}.safetensors", minutes, report
 
 
+# --- the world UNet fine-tuned with the pack's All-to-First node on (Puppet-Master's training), and without ---
+
+def finetuned_files(session, plan: models.TrainPlan, steps: int) -> dict:
+    """{name: (checkpoint file name, training report)} for FINETUNES: the world UNet trained ``steps`` more steps
+    with the All-to-First Attention node's patch (strength 1, the whole schedule) on, and the same steps
+    without it (cached)."""
+    node = session.nodes.NODE_CLASS_MAPPINGS["MotionKitAllToFirstAttention"]()
+
+    def all_to_first(model):
+        return node.patch(model, 1.0, 0.0, 1.0)[0]
+    checkpoints = session.base / "models" / "checkpoints"
+    return {name: models.finetuned_checkpoint(plan, steps, name, checkpoints, all_to_first if on else None, log)
+            for name, on in FINETUNES.items()}
+
+
 # --- one workflow per clip and row -----------------------------------------------------------------------
 
 def clip_inputs(base: Path, clip, index: int) -> dict:
@@ -238,8 +268,12 @@ def clip_inputs(base: Path, clip, index: int) -> dict:
 
 
 def prompt(ckpt: str, clip, files: dict, controls: tuple, seed: int, steps: int, ta_name: str,
-           sm_name: str = "") -> dict:
+           sm_name: str = "", checkpoints: Optional[dict] = None) -> dict:
+    """``checkpoints``: {name: file} of the other world checkpoints that a ``world:NAME`` control picks."""
     frames, size = clip.spec.frames, clip.spec.size
+    for control in controls:
+        if control.startswith("world:"):
+            ckpt = checkpoints[control.split(":", 1)[1]]
     p = {
         "ckpt": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": ckpt}},
         "img": {"class_type": "LoadImage", "inputs": {"image": files["frame"]}},
@@ -269,6 +303,8 @@ def prompt(ckpt: str, clip, files: dict, controls: tuple, seed: int, steps: int,
     model = ["ckpt", 0]
     for control in controls:
         node = "c_" + control.replace(":", "_").replace("-", "m")
+        if control.startswith("world:"):
+            continue
         if control == "all_to_first":
             p[node] = {"class_type": "MotionKitAllToFirstAttention", "inputs": {
                 "model": model, "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
@@ -328,7 +364,9 @@ def evaluate(args, base: Path) -> int:
                                                          "minutes_this_run": ta_minutes}}
     sm_name, sm_minutes, sm_report = still_moving_file(session, plan, ckpt, args.still_moving_steps)
     training["still_moving"] = {**sm_report, "file": sm_name, "minutes_this_run": sm_minutes}
-    log(f"[control world] models: {ckpt}, {ta_name}, {sm_name}")
+    finetunes = finetuned_files(session, plan, args.finetune_steps)
+    training["finetunes"] = {name: {**report, "file": file} for name, (file, report) in finetunes.items()}
+    log(f"[control world] models: {ckpt}, {ta_name}, {sm_name}, {', '.join(f for f, _ in finetunes.values())}")
     if args.train_only:
         print(json.dumps({"training": training}))
         return 0
@@ -345,7 +383,8 @@ def evaluate(args, base: Path) -> int:
         ground.append(measure.measure(clip.frames, clip, requested))
         videos = [clip.frames]
         for name, controls in rows:
-            session.run(prompt(ckpt, clip, files, controls, args.seed * 1000 + i, args.steps, ta_name, sm_name))
+            session.run(prompt(ckpt, clip, files, controls, args.seed * 1000 + i, args.steps, ta_name, sm_name,
+                               {name: file for name, (file, _) in finetunes.items()}))
             video = session.output("decode").cpu().numpy()
             per_row[name].append(measure.measure(video, clip, requested))
             videos.append(video)
@@ -366,6 +405,10 @@ def evaluate(args, base: Path) -> int:
         result["rows"][name] = {k: summarise([m[k] for m in per_row[name]]) for k in per_row[name][0]}
     for name, why in NOT_RUN.items():
         result["rows"][name] = {"not_run": why}
+    # every clip's ObjMC and lost fraction per row (clip i is world.make_clip(seed * 10**5 + i)), to see which
+    # clips a control fails on
+    result["per_clip"] = {name: {k: [round(m[k], 4) for m in per_row[name]] for k in ("objmc", "lost")}
+                          for name, _ in rows}
     print_table(result)
     print(json.dumps(result, allow_nan=False))
     return 0
@@ -374,17 +417,18 @@ def evaluate(args, base: Path) -> int:
 def print_table(result: dict) -> None:
     print(f"\nControl World: {result['clips']} held-out clips (seed {result['seed']}), {result['steps']} steps, "
           "median [25-75 %] over clips")
-    print(f"{'row':46s} {'ObjMC px':>18s} {'appearance':>18s} {'background':>18s} {'speed px/f':>12s} {'lost':>6s}")
+    w = max(len(name) for name in result["rows"])
+    print(f"{'row':{w}s} {'ObjMC px':>18s} {'appearance':>18s} {'background':>18s} {'speed px/f':>12s} {'lost':>6s}")
     for name, row in result["rows"].items():
         if "not_run" in row:
-            print(f"{name:46s} {row['not_run']}")
+            print(f"{name:{w}s} {row['not_run']}")
             continue
 
         def cell(key, fmt):
             s = row[key]
             return f"{s['median']:{fmt}} [{s['p25']:{fmt}}-{s['p75']:{fmt}}]"
         speed = row["speed"]["median"]
-        print(f"{name:46s} {cell('objmc', '.2f'):>18s} {cell('appearance', '.3f'):>18s} "
+        print(f"{name:{w}s} {cell('objmc', '.2f'):>18s} {cell('appearance', '.3f'):>18s} "
               f"{cell('background', '.4f'):>18s} {'-' if speed is None else f'{speed:.2f}':>12s} "
               f"{row['lost']['mean']:6.2f}")
 

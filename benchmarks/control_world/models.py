@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -218,6 +218,46 @@ def train_unet(model, clip_vision, vae, plan: TrainPlan, log: Callable[[str], No
                     f"({time.perf_counter() - tick:.0f} s)")
     unet.eval().requires_grad_(False)
     return {k: v.detach().contiguous() for k, v in unet.state_dict().items()}
+
+
+def finetuned_checkpoint(plan: TrainPlan, steps: int, tag: str, checkpoints_dir: Path, patch: Optional[Callable] = None,
+                         log: Callable[[str], None] = print) -> tuple[str, dict]:
+    """The trained world model, trained ``steps`` more UNet steps with ``patch`` (a function from ComfyUI's model
+    object to a patched clone, e.g. the pack's All-to-First Attention node) on at every step, as Puppet-Master
+    trains its UNet with all-to-first attention; ``patch=None`` is the control: the same batches, noise levels
+    and noise (the same random stream) without it. Cached as ``..._ft{steps}_{tag}``; its file name in
+    ``checkpoints_dir`` (linked from the cache) and its training report."""
+    from safetensors.torch import load_file
+    base, base_report = world_checkpoint(plan, checkpoints_dir, log)
+    name = f"motionkit_control_world_{plan.key()}_ft{steps}_{tag}.safetensors"
+    cached = cache_dir() / name
+    if not cached.is_file():
+        import comfy.sd
+        from motionkit_testing.tiny_models import CLIP_PREFIX
+        log(f"[control world] fine-tuning {base} for {steps} more UNet steps ({tag})")
+        model, _, vae, clip_vision = comfy.sd.load_checkpoint_guess_config(
+            str(cache_dir() / base), output_vae=True, output_clip=False, output_clipvision=True)
+        trained = patch(model) if patch is not None else model
+        trained.patch_model()   # applies the clone's object patches (the patch's forwards) to the network
+        tick = time.perf_counter()
+        try:
+            unet_sd = train_unet(trained, clip_vision, vae, replace(plan, unet_steps=plan.unet_steps + steps), log,
+                                 start=plan.unet_steps)
+        finally:
+            trained.unpatch_model()
+        report = {"fine_tuned_from": base, "base_unet_steps": plan.unet_steps, "steps": steps, "tag": tag,
+                  "patched": patch is not None, "unet_minutes": (time.perf_counter() - tick) / 60,
+                  "threads": torch.get_num_threads()}
+        rest = load_file(str(cache_dir() / base))
+        vae_sd = {k[len("first_stage_model."):]: v for k, v in rest.items() if k.startswith("first_stage_model.")}
+        clip_sd = {k[len(CLIP_PREFIX):]: v for k, v in rest.items() if k.startswith(CLIP_PREFIX)}
+        write_checkpoint(cached, unet_sd, vae_sd, clip_sd, report)
+        cached.with_suffix(".json").write_text(json.dumps(report, indent=1))
+        log(f"[control world] fine-tuned in {report['unet_minutes']:.1f} min: {cached}")
+    link = checkpoints_dir / name
+    if not link.exists():
+        link.symlink_to(cached)
+    return name, read_report(cached)
 
 
 def read_report(path: Path) -> dict:
