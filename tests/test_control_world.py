@@ -86,6 +86,9 @@ def test_objmc_arithmetic():
     # frame 0 never counts
     got[0] = 100.0
     assert measure.objmc(got, req, 10, 20) == pytest.approx((5 + np.hypot(10, 20)) / 4)
+    # over the tracked sprite-frames only: the lost one is left out, not counted as the worst case
+    assert measure.objmc_tracked(got, req) == pytest.approx(5 / 3)
+    assert np.isnan(measure.objmc_tracked(np.full_like(req, np.nan), req))
 
 
 @pytest.mark.parametrize("seed", [1, 5, 9])
@@ -138,7 +141,7 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
     assert "not_run" in result["rows"]["Puppet-Master drags"]
     for name in sampled:
         row = result["rows"][name]
-        assert set(row) == {"objmc", "appearance", "background", "speed", "lost"}
+        assert set(row) == {"objmc", "objmc_tracked", "appearance", "background", "speed", "lost"}
         assert 0.0 <= row["lost"]["mean"] <= 1.0
     floor = result["rows"]["ground-truth video (measurement floor)"]
     assert floor["objmc"]["median"] < 0.5 and floor["lost"]["mean"] == 0.0

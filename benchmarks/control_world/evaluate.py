@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -407,7 +408,8 @@ def evaluate(args, base: Path) -> int:
         result["rows"][name] = {"not_run": why}
     # every clip's ObjMC and lost fraction per row (clip i is world.make_clip(seed * 10**5 + i)), to see which
     # clips a control fails on
-    result["per_clip"] = {name: {k: [round(m[k], 4) for m in per_row[name]] for k in ("objmc", "lost")}
+    result["per_clip"] = {name: {k: [None if math.isnan(m[k]) else round(m[k], 4) for m in per_row[name]]
+                                 for k in ("objmc", "objmc_tracked", "lost")}
                           for name, _ in rows}
     print_table(result)
     print(json.dumps(result, allow_nan=False))
@@ -418,7 +420,8 @@ def print_table(result: dict) -> None:
     print(f"\nControl World: {result['clips']} held-out clips (seed {result['seed']}), {result['steps']} steps, "
           "median [25-75 %] over clips")
     w = max(len(name) for name in result["rows"])
-    print(f"{'row':{w}s} {'ObjMC px':>18s} {'appearance':>18s} {'background':>18s} {'speed px/f':>12s} {'lost':>6s}")
+    print(f"{'row':{w}s} {'ObjMC px':>18s} {'ObjMC, tracked':>18s} {'appearance':>18s} {'background':>18s} "
+          f"{'speed px/f':>12s} {'lost':>6s}")
     for name, row in result["rows"].items():
         if "not_run" in row:
             print(f"{name:{w}s} {row['not_run']}")
@@ -426,9 +429,12 @@ def print_table(result: dict) -> None:
 
         def cell(key, fmt):
             s = row[key]
+            if s["median"] is None:   # undefined in every clip (e.g. every sprite lost)
+                return "-"
             return f"{s['median']:{fmt}} [{s['p25']:{fmt}}-{s['p75']:{fmt}}]"
         speed = row["speed"]["median"]
-        print(f"{name:{w}s} {cell('objmc', '.2f'):>18s} {cell('appearance', '.3f'):>18s} "
+        print(f"{name:{w}s} {cell('objmc', '.2f'):>18s} {cell('objmc_tracked', '.2f'):>18s} "
+              f"{cell('appearance', '.3f'):>18s} "
               f"{cell('background', '.4f'):>18s} {'-' if speed is None else f'{speed:.2f}':>12s} "
               f"{row['lost']['mean']:6.2f}")
 

@@ -8,7 +8,8 @@ background drift and speed. Plain numpy.
 - **ObjMC** (DragAnything / TrackGo): the mean Euclidean distance, in pixels, between the generated and the
   requested trajectory, over the frames after the first and over the sprites. A lost sprite counts the
   distance from its requested position to the farthest image corner (the worst it could be), so losing an
-  object is never rewarded.
+  object is never rewarded. **ObjMC, tracked** is the same mean over only the sprite-frames the tracker found:
+  how closely the sprites that survive follow their paths, apart from how many are lost.
 - **Appearance error**: per sprite and frame, 1 - IoU of its colour mask with the frame-0 colour mask after
   shifting both to their centroids (shape and colour change; a lost sprite counts 1), averaged.
 - **Background drift**: mean absolute RGB change from frame 0 over the pixels no sprite covers (dilated by
@@ -53,6 +54,12 @@ def objmc(tracked: np.ndarray, requested: np.ndarray, width: int, height: int) -
     corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], np.float64)
     worst = np.linalg.norm(req[..., None, :] - corners, axis=-1).max(-1)
     return float(np.where(np.isnan(dist), worst, dist).mean())
+
+
+def objmc_tracked(tracked: np.ndarray, requested: np.ndarray) -> float:
+    """ObjMC over frames 1.. and the sprite-frames that were found (lost ones left out); nan when none was."""
+    dist = np.linalg.norm(np.asarray(tracked, np.float64)[1:] - np.asarray(requested, np.float64)[1:], axis=-1)
+    return float(np.nanmean(dist)) if np.isfinite(dist).any() else float("nan")
 
 
 def _centered(mask: np.ndarray) -> np.ndarray:
@@ -122,7 +129,8 @@ def measure(frames: np.ndarray, clip, requested: np.ndarray, colors: np.ndarray 
     sprites are tracked by ``colors`` (default: their colours in the video's own frame 0)."""
     tr = track_by_color(frames, first_frame_colors(frames, clip) if colors is None else colors)
     size = clip.spec.size
-    return {"objmc": objmc(tr.positions, requested, size, size), "appearance": appearance_error(tr),
+    return {"objmc": objmc(tr.positions, requested, size, size),
+            "objmc_tracked": objmc_tracked(tr.positions, requested), "appearance": appearance_error(tr),
             "background": background_drift(frames, clip.frames, clip.background), "speed": speed(tr.positions),
             "lost": float(np.isnan(tr.positions[..., 0]).mean())}
 
