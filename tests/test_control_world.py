@@ -167,10 +167,12 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
     assert training["trackadapter"]["minutes_this_run"] == 0.0 and training["still_moving"]["minutes_this_run"] == 0.0
     assert "UNet step" not in again.stdout + again.stderr
     # a longer world model continues the cached shorter one, and its TrackAdapter continues that world model's
-    # adapter (resumed at step 2, one more step), not a fresh one
-    longer_args = args[:-2] + ["--train-only"]
+    # adapter (resumed at step 2, one more step), not a fresh one; --finetune-steps 0 (as the demo trains) leaves
+    # out the All-to-First fine-tunes, and their rows say they were not run
+    longer_args = args[:-2] + ["--rows", "fine-tuned"]
     longer_args[longer_args.index("--unet-steps") + 1] = "3"
     longer_args[longer_args.index("--trackadapter-steps") + 1] = "3"
+    longer_args[longer_args.index("--finetune-steps") + 1] = "0"
     longer = subprocess.run(longer_args, env=env, capture_output=True, text=True, timeout=600)
     assert longer.returncode == 0, longer.stderr[-3000:]
     log = longer.stdout + longer.stderr
@@ -181,3 +183,7 @@ def test_the_whole_pipeline_at_ci_size(tmp_path):
     assert training["trackadapter"]["continued_from"] == f"{previous}_ta2_c4.safetensors"
     assert "steps 2..3" in log, log[-3000:]
     assert training["trackadapter"]["file"].endswith("_ta3_c4.safetensors")
+    assert training["finetunes"] == {} and "fine-tuning" not in log
+    rows = json.loads(longer.stdout.strip().splitlines()[-1])["rows"]
+    assert [n for n in rows if "fine-tuned" in n] == [n for n in sampled if "fine-tuned" in n]
+    assert all("--finetune-steps 0" in rows[n]["not_run"] for n in rows if "fine-tuned" in n)

@@ -29,7 +29,8 @@ def ensure_trained(python: str, log) -> None:
     if available():
         return
     log("the Control World model is not cached yet: training it now (about 4 hours on a 2-core CPU)")
-    subprocess.run([python, str(Path(__file__).with_name("evaluate.py")), "--train-only"],
+    # the demo needs the world model and its TrackAdapter, not the All-to-First fine-tunes of the evaluation
+    subprocess.run([python, str(Path(__file__).with_name("evaluate.py")), "--train-only", "--finetune-steps", "0"],
                    check=True)
 
 

@@ -89,7 +89,8 @@ def parse_args(argv=None):
     ap.add_argument("--trackadapter-clips", type=int, default=TRACKADAPTER_CLIPS, help="world clips it trains on")
     ap.add_argument("--still-moving-steps", type=int, default=STILL_MOVING["steps"])
     ap.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS,
-                    help="UNet steps of the fine-tunes with and without All-to-First")
+                    help="UNet steps of the fine-tunes with and without All-to-First (0: none, and their rows are "
+                    "not run)")
     ap.add_argument("--rows", default="", help="only the rows whose names contain one of these comma-separated "
                     "words (default: every row)")
     ap.add_argument("--strips", type=Path, help="also write each clip's videos (one row each) as PNG strips here")
@@ -365,15 +366,17 @@ def evaluate(args, base: Path) -> int:
                                                          "minutes_this_run": ta_minutes}}
     sm_name, sm_minutes, sm_report = still_moving_file(session, plan, ckpt, args.still_moving_steps)
     training["still_moving"] = {**sm_report, "file": sm_name, "minutes_this_run": sm_minutes}
-    finetunes = finetuned_files(session, plan, args.finetune_steps)
+    finetunes = finetuned_files(session, plan, args.finetune_steps) if args.finetune_steps > 0 else {}
     training["finetunes"] = {name: {**report, "file": file} for name, (file, report) in finetunes.items()}
-    log(f"[control world] models: {ckpt}, {ta_name}, {sm_name}, {', '.join(f for f, _ in finetunes.values())}")
+    log(f"[control world] models: {', '.join([ckpt, ta_name, sm_name] + [f for f, _ in finetunes.values()])}")
     if args.train_only:
         print(json.dumps({"training": training}))
         return 0
 
     words = [w.strip().lower() for w in args.rows.split(",") if w.strip()]
     rows = [(name, controls) for name, controls in ROWS if not words or any(w in name.lower() for w in words)]
+    skipped = [name for name, controls in rows if any(c.startswith("world:") for c in controls) and not finetunes]
+    rows = [(name, controls) for name, controls in rows if name not in skipped]
     per_row = {name: [] for name, _ in rows}
     ground, ground_vae = [], []
     clips = [world.make_clip(args.seed * 10 ** 5 + i, plan.world) for i in range(args.clips)]
@@ -404,6 +407,8 @@ def evaluate(args, base: Path) -> int:
                                                                   for k in ground_vae[0]}
     for name, _ in rows:
         result["rows"][name] = {k: summarise([m[k] for m in per_row[name]]) for k in per_row[name][0]}
+    for name in skipped:
+        result["rows"][name] = {"not_run": "not run: --finetune-steps 0 (no fine-tuned world UNet)"}
     for name, why in NOT_RUN.items():
         result["rows"][name] = {"not_run": why}
     # every clip's ObjMC and lost fraction per row (clip i is world.make_clip(seed * 10**5 + i)), to see which
