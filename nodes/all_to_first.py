@@ -58,7 +58,9 @@ class MotionKitAllToFirstAttention:
         "the first one's settings (strength 0 turns it off); so does one after Load Puppet-Master, whose model has "
         "all-to-first built in. Measured (benchmarks/README.md, Control World): on an SVD-architecture model not "
         "trained with it, it raised the appearance error, lost more objects and made a trained TrackAdapter "
-        "less accurate; Puppet-Master's UNet is trained with it, and there it is part of the model.")
+        "less accurate; on the same small model fine-tuned with it on (as Puppet-Master's UNet is trained) it "
+        "still raised the appearance error, by less. Puppet-Master's UNet is trained with it, and there it is "
+        "part of the model.")
     CATEGORY = "MotionKit"
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
