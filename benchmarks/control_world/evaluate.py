@@ -12,8 +12,9 @@ the last line printed is one JSON object with every row's figures.
 
 The first run trains the world model (models.py), a TrackAdapter with the pack's own trainer
 (scripts/train_trackadapter.py, unchanged) on world clips and a Still-Moving motion adapter with the pack's
-'Train Motion Adapter' node (through the executor, on frozen world frames), and caches them in the user cache
-(``~/.cache/motionkit/control_world``); later runs reuse them.
+'Train Motion Adapter' node (through the executor, on frozen world frames), fine-tunes the world UNet with the
+All-to-First node's patch on and, as its control, without it (``--finetune-steps``), and caches them in the user
+cache (``~/.cache/motionkit/control_world``); later runs reuse them.
 
 Usage: ``.venv/bin/python benchmarks/control_world/evaluate.py --clips 20 --seed 1 [--steps 25]
 [--threads 1] [--train-only] [--rows WORDS]``
@@ -411,8 +412,8 @@ def evaluate(args, base: Path) -> int:
         result["rows"][name] = {"not_run": "not run: --finetune-steps 0 (no fine-tuned world UNet)"}
     for name, why in NOT_RUN.items():
         result["rows"][name] = {"not_run": why}
-    # every clip's ObjMC and lost fraction per row (clip i is world.make_clip(seed * 10**5 + i)), to see which
-    # clips a control fails on
+    # every clip's ObjMC, tracked ObjMC and lost share per row (clip i is world.make_clip(seed * 10**5 + i)), to
+    # see which clips a control fails on
     result["per_clip"] = {name: {k: [None if math.isnan(m[k]) else round(m[k], 4) for m in per_row[name]]
                                  for k in ("objmc", "objmc_tracked", "lost")}
                           for name, _ in rows}

@@ -11,7 +11,9 @@
 - **CLIP vision**: the harness's tiny random encoder, frozen (its embedding of frame 0 is one more, fixed
   view of the first frame).
 
-The checkpoint is a single SVD-layout file that ComfyUI's *Image Only Checkpoint Loader* loads.
+The checkpoint is a single SVD-layout file that ComfyUI's *Image Only Checkpoint Loader* loads. Fine-tunes of it
+(``finetuned_checkpoint``: more steps with a patch such as All-to-First on, or the same steps without) are files
+of the same layout.
 """
 from __future__ import annotations
 
@@ -220,15 +222,15 @@ def train_unet(model, clip_vision, vae, plan: TrainPlan, log: Callable[[str], No
     return {k: v.detach().contiguous() for k, v in unet.state_dict().items()}
 
 
-def finetuned_checkpoint(plan: TrainPlan, steps: int, tag: str, checkpoints_dir: Path, patch: Optional[Callable] = None,
-                         log: Callable[[str], None] = print) -> tuple[str, dict]:
+def finetuned_checkpoint(plan: TrainPlan, steps: int, tag: str, checkpoints_dir: Path,
+                         patch: Optional[Callable] = None, log: Callable[[str], None] = print) -> tuple[str, dict]:
     """The trained world model, trained ``steps`` more UNet steps with ``patch`` (a function from ComfyUI's model
     object to a patched clone, e.g. the pack's All-to-First Attention node) on at every step, as Puppet-Master
     trains its UNet with all-to-first attention; ``patch=None`` is the control: the same batches, noise levels
     and noise (the same random stream) without it. Cached as ``..._ft{steps}_{tag}``; its file name in
     ``checkpoints_dir`` (linked from the cache) and its training report."""
     from safetensors.torch import load_file
-    base, base_report = world_checkpoint(plan, checkpoints_dir, log)
+    base, _ = world_checkpoint(plan, checkpoints_dir, log)
     name = f"motionkit_control_world_{plan.key()}_ft{steps}_{tag}.safetensors"
     cached = cache_dir() / name
     if not cached.is_file():
