@@ -36,12 +36,8 @@ def ensure_trained(python: str, log) -> None:
 
 def link_models(base: Path, plan: models.TrainPlan = models.TrainPlan()) -> tuple[str, str]:
     ckpt, adapter = cached_files(plan)
-    for path, folder in ((ckpt, "checkpoints"), (adapter, "trackadapter")):
-        target = base / "models" / folder / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            target.symlink_to(path)
-    return ckpt.name, adapter.name
+    return (models.link_into(base / "models" / "checkpoints", ckpt),
+            models.link_into(base / "models" / "trackadapter", adapter))
 
 
 def run(server, base: Path, log) -> dict:

@@ -179,11 +179,7 @@ def trackadapter_file(session, plan: models.TrainPlan, ckpt: str, steps: int,
                   "--resume", "--device", "cpu", "--seed", str(plan.seed)])
         minutes = (time.perf_counter() - tick) / 60
         cached.with_suffix(".json").write_text(json.dumps({**models.read_report(cached), "minutes": minutes}))
-    folder = session.base / "models" / "trackadapter"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / name).exists():
-        (folder / name).symlink_to(cached)
-    return name, minutes
+    return models.link_into(session.base / "models" / "trackadapter", cached), minutes
 
 
 # --- the pack's Still-Moving motion-adapter trainer on world frames ------------------------------------
@@ -231,11 +227,9 @@ def still_moving_file(session, plan: models.TrainPlan, ckpt: str, steps: int) ->
         report.update(settings=settings, minutes=minutes)
         shutil.copyfile(folder / f"{name}.safetensors", cached)
         report_path.write_text(json.dumps(report, indent=1))
-    elif report_path.is_file():
-        report = json.loads(report_path.read_text())
-    if not (folder / f"{name}.safetensors").exists():
-        (folder / f"{name}.safetensors").symlink_to(cached)
-    return f"{name}.safetensors", minutes, report
+    else:
+        report = models.read_report(cached)
+    return models.link_into(folder, cached), minutes, report
 
 
 # --- the world UNet fine-tuned with the pack's All-to-First node on (Puppet-Master's training), and without ---
@@ -381,6 +375,7 @@ def evaluate(args, base: Path) -> int:
     per_row = {name: [] for name, _ in rows}
     ground, ground_vae = [], []
     clips = [world.make_clip(args.seed * 10 ** 5 + i, plan.world) for i in range(args.clips)]
+    finetuned = {name: file for name, (file, _) in finetunes.items()}
     tick = time.perf_counter()
     for i, clip in enumerate(clips):
         files = clip_inputs(session.base, clip, i)
@@ -389,7 +384,7 @@ def evaluate(args, base: Path) -> int:
         videos = [clip.frames]
         for name, controls in rows:
             session.run(prompt(ckpt, clip, files, controls, args.seed * 1000 + i, args.steps, ta_name, sm_name,
-                               {name: file for name, (file, _) in finetunes.items()}))
+                               finetuned))
             video = session.output("decode").cpu().numpy()
             per_row[name].append(measure.measure(video, clip, requested))
             videos.append(video)

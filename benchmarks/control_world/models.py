@@ -256,10 +256,16 @@ def finetuned_checkpoint(plan: TrainPlan, steps: int, tag: str, checkpoints_dir:
         write_checkpoint(cached, unet_sd, vae_sd, clip_sd, report)
         cached.with_suffix(".json").write_text(json.dumps(report, indent=1))
         log(f"[control world] fine-tuned in {report['unet_minutes']:.1f} min: {cached}")
-    link = checkpoints_dir / name
-    if not link.exists():
-        link.symlink_to(cached)
-    return name, read_report(cached)
+    return link_into(checkpoints_dir, cached), read_report(cached)
+
+
+def link_into(folder: Path, cached: Path) -> str:
+    """``cached`` linked into a ComfyUI model ``folder`` under its own name (unless that name is already there);
+    the name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / cached.name).exists():
+        (folder / cached.name).symlink_to(cached)
+    return cached.name
 
 
 def read_report(path: Path) -> dict:
@@ -348,8 +354,4 @@ def world_checkpoint(plan: TrainPlan, checkpoints_dir: Path, log: Callable[[str]
         stage.unlink(missing_ok=True)
         report_path.write_text(json.dumps(report, indent=1))
         log(f"[control world] trained in {report['vae_minutes'] + report['unet_minutes']:.1f} min: {cached}")
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    link = checkpoints_dir / name
-    if not link.exists():
-        link.symlink_to(cached)
-    return name, read_report(cached)
+    return link_into(checkpoints_dir, cached), read_report(cached)
